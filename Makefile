@@ -1,0 +1,64 @@
+# Two commands on a fresh machine (Python 3.10+ and make): `make run` and `make test`.
+# Poetry is installed into .tools/poetry (git-ignored) together with poetry-plugin-pypi-mirror,
+# which makes Poetry read the same package index that pip uses (pip's configuration,
+# PIP_INDEX_URL, or pip's default), so it works behind a company mirror too.
+
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+POETRY_VERSION ?= 2.5.1
+POETRY_MIRROR_PLUGIN_VERSION ?= 0.6.5
+
+TOOLS_DIR := $(CURDIR)/.tools
+POETRY := $(TOOLS_DIR)/poetry/bin/poetry
+STAMP := .venv/.installed
+
+# The index pip resolves from: its own configuration, then PIP_INDEX_URL, then pip's built-in default.
+PIP_INDEX := $(shell $(PYTHON) scripts/pip_index_url.py 2>/dev/null)
+export POETRY_PYPI_MIRROR_URL ?= $(PIP_INDEX)
+export POETRY_VIRTUALENVS_IN_PROJECT := true
+export POETRY_NO_INTERACTION := 1
+
+.PHONY: install run test lint format bench clean help
+
+help:
+	@echo "make run     install what is missing, upgrade the database, serve on http://$(HOST):$(PORT)"
+	@echo "make test    install what is missing, run the whole test suite"
+	@echo "make install Poetry (if missing) and the locked dependencies"
+	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make bench   benchmark against bare FastAPI references (needs wrk and PostgreSQL)"
+
+$(POETRY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (found " + sys.version.split()[0] + ")")'
+	@echo "Installing Poetry $(POETRY_VERSION) into $(TOOLS_DIR)/poetry"
+	$(PYTHON) -m venv $(TOOLS_DIR)/poetry
+	$(TOOLS_DIR)/poetry/bin/pip install --quiet --disable-pip-version-check \
+		"poetry==$(POETRY_VERSION)" "poetry-plugin-pypi-mirror==$(POETRY_MIRROR_PLUGIN_VERSION)"
+
+$(STAMP): $(POETRY) pyproject.toml poetry.lock
+	$(POETRY) sync
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(POETRY) run python manage.py upgrade
+	$(POETRY) run python manage.py run --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(POETRY) run pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(POETRY) run ruff check .
+	$(POETRY) run ruff format --check .
+	$(POETRY) run mypy .
+
+format: $(STAMP)
+	$(POETRY) run ruff check --fix .
+	$(POETRY) run ruff format .
+
+bench: $(STAMP)
+	$(POETRY) run python bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf .venv $(TOOLS_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,152 @@
+"""Application settings, from the environment and an optional `.env` file (environment wins)."""
+
+from __future__ import annotations
+
+import secrets
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET_FILE = PROJECT_ROOT / ".secrets" / "jwt_secret_key"
+MIN_SECRET_BYTES = 32
+DEFAULT_DEV_CORS_ORIGINS = ["http://localhost:3000", "http://localhost:5173"]
+SUPABASE_POOLER_PORT = 6543
+
+
+class AppEnv(str, Enum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot work; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+    )
+
+    APP_ENV: AppEnv = AppEnv.development
+    LOG_LEVEL: str = "INFO"
+
+    DATABASE_URL: str = "sqlite+aiosqlite:///./megapolis.db"
+    DATABASE_POOL_SIZE: int = Field(default=10, ge=1)
+    DATABASE_MAX_OVERFLOW: int = Field(default=5, ge=0)
+    DATABASE_POOL_TIMEOUT: float = Field(default=5.0, gt=0)
+    DATABASE_POOL_RECYCLE: int = Field(default=1800, ge=-1)
+    DATABASE_CONNECT_TIMEOUT: float = Field(default=5.0, gt=0)
+    DATABASE_STATEMENT_TIMEOUT: float = Field(default=10.0, gt=0)
+    # "transaction" turns prepared statements off for PgBouncer / Supabase's pooler (port 6543);
+    # "auto" detects that port or `?pgbouncer=true` in the URL.
+    DATABASE_POOL_MODE: Literal["auto", "session", "transaction"] = "auto"
+
+    JWT_SECRET_KEY: str | None = None
+    JWT_EXPIRE_MINUTES: int = Field(default=43200, ge=1)
+
+    SUPABASE_URL: str | None = None
+    SUPABASE_SERVICE_ROLE_KEY: str | None = None
+    SUPABASE_JWT_SECRET: str | None = None
+    SUPABASE_VERIFY_MODE: Literal["remote", "jwks"] = "remote"
+    SUPABASE_CONNECT_TIMEOUT: float = Field(default=3.0, gt=0)
+    SUPABASE_READ_TIMEOUT: float = Field(default=5.0, gt=0)
+
+    CORS_ORIGINS: Annotated[list[str] | None, NoDecode] = None
+
+    MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _use_async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> Settings:
+        if self.JWT_SECRET_KEY is not None:
+            if len(self.JWT_SECRET_KEY.encode()) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"JWT_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes; generate one with "
+                    '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+                )
+        elif self.APP_ENV is AppEnv.production:
+            raise ConfigurationError(
+                "JWT_SECRET_KEY is not set: APP_ENV=production needs a secret of at least "
+                f"{MIN_SECRET_BYTES} bytes; generate one with "
+                '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+            )
+        else:
+            self.JWT_SECRET_KEY = development_secret()
+        return self
+
+    @property
+    def jwt_secret(self) -> str:
+        assert self.JWT_SECRET_KEY is not None  # set by _check_secret
+        return self.JWT_SECRET_KEY
+
+    @property
+    def cors_origins(self) -> list[str]:
+        if self.CORS_ORIGINS is not None:
+            return self.CORS_ORIGINS
+        return [] if self.APP_ENV is AppEnv.production else DEFAULT_DEV_CORS_ORIGINS
+
+    @property
+    def database_url(self) -> URL:
+        return make_url(self.DATABASE_URL)
+
+    @property
+    def uses_transaction_pooler(self) -> bool:
+        if self.DATABASE_POOL_MODE != "auto":
+            return self.DATABASE_POOL_MODE == "transaction"
+        url = self.database_url
+        return url.port == SUPABASE_POOLER_PORT or url.query.get("pgbouncer") == "true"
+
+    @property
+    def supabase_configured(self) -> bool:
+        return bool(self.SUPABASE_URL)
+
+
+def normalize_database_url(value: str) -> str:
+    """Map `postgres://` and `postgresql://` (what hosting providers hand out) to asyncpg."""
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            return "postgresql+asyncpg://" + value[len(prefix) :]
+    return value
+
+
+def development_secret(path: Path = DEV_SECRET_FILE) -> str:
+    """A random key made once and kept in a git-ignored file, so restarts and workers share it."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    candidate = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+    candidate.write_text(secrets.token_urlsafe(48))
+    candidate.chmod(0o600)
+    try:
+        # link() fails if another worker won the race; then everyone reads the winner's key.
+        path.hardlink_to(candidate)
+    except FileExistsError:
+        pass
+    finally:
+        candidate.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,36 @@
+"""Named HTTP errors. Services and dependencies raise these; FastAPI renders `{"detail": ...}`."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, status
+
+
+class NotAuthenticated(HTTPException):
+    """401 with the `WWW-Authenticate: Bearer` challenge RFC 6750 asks for."""
+
+    def __init__(self, detail: str = "Not authenticated", *, error: str | None = None) -> None:
+        challenge = "Bearer" if error is None else f'Bearer error="{error}"'
+        super().__init__(
+            status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": challenge}
+        )
+
+
+class PermissionDenied(HTTPException):
+    def __init__(self, detail: str = "Not enough permissions") -> None:
+        super().__init__(status.HTTP_403_FORBIDDEN, detail)
+
+
+class UserNotFound(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status.HTTP_404_NOT_FOUND, "User not found")
+
+
+class EmailAlreadyRegistered(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status.HTTP_409_CONFLICT, "A user with this email already exists")
+
+
+class ServiceUnavailable(HTTPException):
+    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        super().__init__(status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers=headers)

@@ -1,0 +1,51 @@
+"""FastAPI app entry point: `uvicorn app.main:app`, or `create_app(settings)` in tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.config import Settings, get_settings
+from app.db.session import Database
+from app.exception_handlers import install_exception_handlers
+from app.logging import configure_logging
+from app.middlewares import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.router import router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.LOG_LEVEL)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.database = Database(settings)
+        try:
+            yield
+        finally:
+            await app.state.database.dispose()
+
+    app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(router)
+    install_exception_handlers(app)
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        # "*" lets the preflight allow Authorization, Content-Type and sb-<ref>-auth-token(.N).
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID", "Retry-After"],
+        max_age=600,
+    )
+    # Outermost, so every answer (CORS refusals and 413s included) carries X-Request-ID.
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,86 @@
+"""Request id, access log and last-resort error handling, as one pure ASGI middleware
+(cheaper than BaseHTTPMiddleware: no extra task or stream per request)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.logging import request_id_var
+
+access_logger = logging.getLogger("app.access")
+error_logger = logging.getLogger("app.errors")
+
+REQUEST_ID_HEADER = b"x-request-id"
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+INTERNAL_ERROR_BODY = json.dumps({"detail": "Internal server error"}).encode()
+
+
+def incoming_request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            candidate: str = value.decode("latin-1")
+            if SANE_REQUEST_ID.fullmatch(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = incoming_request_id(scope)
+        token = request_id_var.set(request_id)
+        extra_headers = [(REQUEST_ID_HEADER, request_id.encode()), NOSNIFF]
+        status = 500
+        started = False
+        start = time.perf_counter()
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra_headers]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            error_logger.exception("Unhandled error on %s %s", scope["method"], scope["path"])
+            if not started:
+                await send_with_request_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(INTERNAL_ERROR_BODY)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": INTERNAL_ERROR_BODY})
+        finally:
+            duration_ms = (time.perf_counter() - start) * 1000
+            # The path only: query strings may carry tokens.
+            access_logger.info(
+                "%s %s %d %.1fms rid=%s",
+                scope["method"],
+                scope["path"],
+                status,
+                duration_ms,
+                request_id,
+            )
+            request_id_var.reset(token)

@@ -1,0 +1,5 @@
+"""Every model is imported here, so `Base.metadata` (and Alembic's autogenerate) sees it."""
+
+from app.models.user import User
+
+__all__ = ["User"]

@@ -1,0 +1,78 @@
+"""The rules about users: who may do what, duplicates, missing rows. Each public method is one
+use case and owns its transaction (it commits)."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import EmailAlreadyRegistered, PermissionDenied, UserNotFound
+from app.models.user import User
+from app.schemas.user import UserCreateRequest, UserPage, UserResponse, UserUpdateRequest
+
+PRIVILEGED_FIELDS = frozenset({"is_active", "is_superuser"})
+
+
+class UserService:
+    @staticmethod
+    async def create_user(session: AsyncSession, data: UserCreateRequest) -> User:
+        if await User.get_by_email(session, data.email) is not None:
+            raise EmailAlreadyRegistered()
+        try:
+            user = await User.create(session, **data.model_dump())
+            await session.commit()
+        except IntegrityError as exc:
+            # Another request inserted the same email between our check and our insert.
+            await session.rollback()
+            raise EmailAlreadyRegistered() from exc
+        return user
+
+    @staticmethod
+    async def list_users(session: AsyncSession, *, limit: int, offset: int) -> UserPage:
+        users, total = await User.list_page(session, limit=limit, offset=offset)
+        items = [UserResponse.model_validate(user) for user in users]
+        return UserPage(items=items, total=total, limit=limit, offset=offset)
+
+    @staticmethod
+    async def get_user(session: AsyncSession, actor: User, user_id: int) -> User:
+        """A user record the actor may see. Permission is checked before existence, so other
+        users' ids reveal nothing to a non-superuser."""
+        if actor.id == user_id:
+            return actor
+        if not actor.is_superuser:
+            raise PermissionDenied("You can only access your own user record")
+        user = await User.get_by_id(session, user_id)
+        if user is None:
+            raise UserNotFound()
+        return user
+
+    @staticmethod
+    async def update_user(
+        session: AsyncSession, actor: User, user: User, data: UserUpdateRequest
+    ) -> User:
+        changes = data.model_dump(exclude_unset=True)
+        if not actor.is_superuser and PRIVILEGED_FIELDS & changes.keys():
+            raise PermissionDenied("Only a superuser can change is_active or is_superuser")
+        if changes.get("email") is None:
+            changes.pop("email", None)
+        elif changes["email"] != user.email:
+            existing = await User.get_by_email(session, changes["email"])
+            if existing is not None:
+                raise EmailAlreadyRegistered()
+        for field in PRIVILEGED_FIELDS & changes.keys():
+            if changes[field] is None:
+                del changes[field]
+        if not changes:
+            return user
+        try:
+            await user.update(session, **changes)
+            await session.commit()
+        except IntegrityError as exc:
+            await session.rollback()
+            raise EmailAlreadyRegistered() from exc
+        return user
+
+    @staticmethod
+    async def delete_user(session: AsyncSession, user: User) -> None:
+        await user.delete(session)
+        await session.commit()

@@ -1,0 +1,193 @@
+"""Management CLI: `python manage.py --help`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from app.config import ConfigurationError, Settings, get_settings
+from app.db.session import create_engine, open_session
+from app.models.user import User
+from app.schemas.user import Email
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+cli = typer.Typer(help="Megapolis API management commands.", no_args_is_help=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CLIError(Exception):
+    """An expected failure: printed as one line, exit code 1."""
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def describe_database_error(exc: Exception, settings: Settings) -> str:
+    url = settings.database_url.render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else ""
+    return f"cannot use the database at {url}: {reason or type(exc).__name__}"
+
+
+def expected_errors(func: F) -> F:
+    """Turn the failures a user can cause or fix into one clear line instead of a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigurationError as exc:
+            fail(str(exc))
+        except ValidationError as exc:
+            fail(f"invalid configuration: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        except CLIError as exc:
+            fail(str(exc))
+        except CommandError as exc:
+            fail(str(exc))
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            fail(describe_database_error(exc, get_settings()))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["settings"] = settings
+    return config
+
+
+@cli.command()
+@expected_errors
+def run(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (implies --no-reload)")] = 1,
+) -> None:
+    """Serve the API with Uvicorn."""
+    import uvicorn
+
+    settings = get_settings()  # fail here, in one line, if the configuration cannot work
+    if workers > 1 and reload:
+        typer.echo("--workers > 1: reload turned off")
+        reload = False
+    uvicorn.run(
+        "app.main:app",
+        host=host,
+        port=port,
+        reload=reload,
+        reload_dirs=[str(PROJECT_ROOT / "app")] if reload else None,
+        workers=workers,
+        access_log=False,  # app.middlewares logs one line per request, with its request id
+        log_level=settings.LOG_LEVEL.lower(),
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@cli.command()
+@expected_errors
+def migrate(
+    message: Annotated[str, typer.Option("-m", "--message", help="Revision message")],
+) -> None:
+    """Autogenerate a revision from the models."""
+    command.revision(alembic_config(get_settings()), message=message, autogenerate=True)
+
+
+@cli.command()
+@expected_errors
+def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+    """Apply migrations up to REVISION (head by default)."""
+    command.upgrade(alembic_config(get_settings()), revision)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@expected_errors
+def downgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "-1") -> None:
+    """Revert migrations down to REVISION (one step by default)."""
+    command.downgrade(alembic_config(get_settings()), revision)
+
+
+async def create_database_if_missing(settings: Settings) -> bool:
+    url = settings.database_url
+    if url.get_backend_name() != "postgresql" or not url.database:
+        return False
+    maintenance = settings.model_copy(
+        update={"DATABASE_URL": url.set(database="postgres").render_as_string(False)}
+    )
+    engine = create_engine(maintenance, pooled=False).execution_options(
+        isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with engine.connect() as connection:
+            exists = await connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+            )
+            if exists:
+                return False
+            quoted = engine.dialect.identifier_preparer.quote(url.database)
+            await connection.execute(text(f"CREATE DATABASE {quoted}"))
+            return True
+    finally:
+        await engine.dispose()
+
+
+@cli.command()
+@expected_errors
+def initdb() -> None:
+    """Create the database if it does not exist, then upgrade it to head."""
+    settings = get_settings()
+    if asyncio.run(create_database_if_missing(settings)):
+        typer.echo(f"created database {settings.database_url.database}")
+    command.upgrade(alembic_config(settings), "head")
+    typer.echo("database is at head")
+
+
+async def make_superuser(email: str) -> tuple[User, bool]:
+    async with open_session() as session:
+        user = await User.get_by_email(session, email)
+        created = user is None
+        if user is None:
+            user = await User.create(session, email=email, is_superuser=True, is_active=True)
+        else:
+            await user.update(session, is_superuser=True, is_active=True)
+        await session.commit()
+        return user, created
+
+
+@cli.command("create-superuser")
+@expected_errors
+def create_superuser(email: Annotated[str, typer.Argument(help="The user's email")]) -> None:
+    """Create a superuser, or promote (and reactivate) an existing user."""
+    try:
+        normalized = TypeAdapter(Email).validate_python(email)
+    except ValidationError as exc:
+        raise CLIError(f"invalid email {email!r}: {exc.errors()[0]['msg']}") from exc
+    try:
+        user, created = asyncio.run(make_superuser(normalized))
+    except DBAPIError as exc:
+        if "users" in str(exc.orig) and ("exist" in str(exc.orig) or "no such" in str(exc.orig)):
+            raise CLIError(
+                "the users table does not exist; run `python manage.py upgrade` first"
+            ) from exc
+        raise
+    verb = "created" if created else "promoted"
+    typer.echo(f"{verb} superuser {user.email} (id {user.id})")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
