@@ -1,0 +1,204 @@
+"""Test harness: the suite runs against SQLite and PostgreSQL.
+
+- `backend` is a session fixture with two params; every test that uses `client`, `app` or
+  `db_settings` runs once per database.
+- PostgreSQL: a fresh database per run on TEST_POSTGRES_URL (default: the local server), migrated
+  with Alembic, dropped at the end. Unreachable → those tests are skipped with the reason, except
+  in CI (CI=true), where that is an error.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("APP_ENV", "test")
+os.environ.setdefault("JWT_SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from alembic import command
+from fastapi import FastAPI
+from psycopg import sql
+from sqlalchemy import delete
+
+from app.config import Settings
+from app.db.session import Database
+from app.main import create_app
+from app.models.user import User
+from app.security import issue_token
+from manage import alembic_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+ADMIN_PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+_postgres_skip_reason: list[str] = []
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "DATABASE_URL": database_url,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "APP_ENV": "test",
+        "CORS_ORIGINS": "http://localhost:3000,http://localhost:5173",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def migrate(settings: Settings, revision: str = "head") -> None:
+    config = alembic_config(settings)
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, revision)
+
+
+class PostgresServer:
+    """Creates and drops throwaway databases on the test PostgreSQL server."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+
+    def create_database(self, prefix: str = "megapolis_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    def url_for(self, name: str, driver: str = "asyncpg") -> str:
+        base = psycopg.conninfo.conninfo_to_dict(self.admin_url)
+        user = base.get("user", "postgres")
+        password = f":{base['password']}" if base.get("password") else ""
+        host = base.get("host", "127.0.0.1")
+        port = base.get("port", 5432)
+        return f"postgresql+{driver}://{user}{password}@{host}:{port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    try:
+        with psycopg.connect(ADMIN_PG_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        reason = f"PostgreSQL at {ADMIN_PG_URL} is not reachable ({str(exc).strip()[:120]})"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI=true requires the PostgreSQL tests to run")
+        if not _postgres_skip_reason:
+            _postgres_skip_reason.append(reason)
+        pytest.skip(f"{reason}: PostgreSQL half skipped")
+    return PostgresServer(ADMIN_PG_URL)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _postgres_skip_reason:
+        terminalreporter.write_sep("!", "PostgreSQL half of the suite SKIPPED", yellow=True)
+        terminalreporter.write_line(_postgres_skip_reason[0])
+        terminalreporter.write_line(
+            "Start PostgreSQL on 127.0.0.1:5432 (or set TEST_POSTGRES_URL) to run it."
+        )
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated, empty database for this run."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "megapolis.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        migrate(make_settings(url))
+        yield url
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    url = server.url_for(name)
+    try:
+        migrate(make_settings(url))
+        yield url
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def db_settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture(scope="session")
+async def app(db_settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(db_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+    database: Database = app.state.database
+    async with database.sessionmaker() as session:
+        await session.execute(delete(User))
+        await session.commit()
+
+
+UserFactory = Callable[..., Awaitable[User]]
+
+
+@pytest.fixture
+def make_user(app: FastAPI, client: httpx.AsyncClient) -> UserFactory:
+    """Insert a user straight into the database (bypassing the API)."""
+
+    async def factory(
+        email: str | None = None,
+        *,
+        is_superuser: bool = False,
+        is_active: bool = True,
+        full_name: str | None = None,
+        supabase_id: str | None = None,
+    ) -> User:
+        database: Database = app.state.database
+        async with database.sessionmaker() as session:
+            user = await User.create(
+                session,
+                email=email or f"user-{uuid.uuid4().hex[:8]}@example.com",
+                is_superuser=is_superuser,
+                is_active=is_active,
+                full_name=full_name,
+                supabase_id=supabase_id,
+            )
+            await session.commit()
+            return user
+
+    return factory
+
+
+AuthHeaders = Callable[[User], dict[str, str]]
+
+
+@pytest.fixture
+def auth(app: FastAPI) -> AuthHeaders:
+    """`auth(user)` → headers carrying a fresh API token for that user."""
+
+    def headers(user: User) -> dict[str, str]:
+        issued = issue_token(app.state.settings, user_id=user.id, email=user.email)
+        return {"Authorization": f"Bearer {issued.token}"}
+
+    return headers
