@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -82,6 +83,9 @@ def run(
     import uvicorn
 
     settings = get_settings()  # fail here, in one line, if the configuration cannot work
+    # Uvicorn finishes in-flight requests on SIGTERM, then re-raises the signal; exit 0 then,
+    # as process managers expect from a clean shutdown.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if workers > 1 and reload:
         typer.echo("--workers > 1: reload turned off")
         reload = False

@@ -50,7 +50,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "CORS_ORIGINS": "http://localhost:3000,http://localhost:5173",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def migrate(settings: Settings, revision: str = "head") -> None:

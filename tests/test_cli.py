@@ -1,0 +1,226 @@
+"""manage.py, run as a real subprocess the way a user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import ADMIN_PG_URL, PROJECT_ROOT, TEST_SECRET, PostgresServer
+
+
+def manage(
+    *args: str, database_url: str, cwd: Path = PROJECT_ROOT, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "APP_ENV": "test",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+
+
+def tables(sqlite_url: str) -> set[str]:
+    path = sqlite_url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str) -> None:
+    assert manage("upgrade", database_url=sqlite_url).returncode == 0
+    assert "users" in tables(sqlite_url)
+
+    created = manage("create-superuser", "Boss@Example.com", database_url=sqlite_url)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("created superuser boss@example.com")
+    promoted = manage("create-superuser", "boss@example.com", database_url=sqlite_url)
+    assert promoted.stdout.startswith("promoted superuser boss@example.com")
+
+    path = sqlite_url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT email, is_superuser FROM users").fetchall()
+    assert rows == [("boss@example.com", 1)]
+
+    assert manage("downgrade", "-1", database_url=sqlite_url).returncode == 0
+    assert "users" not in tables(sqlite_url)
+    assert manage("upgrade", database_url=sqlite_url).returncode == 0
+    assert "users" in tables(sqlite_url)
+
+
+def test_create_superuser_promotes_existing_user(sqlite_url: str) -> None:
+    manage("upgrade", database_url=sqlite_url)
+    path = sqlite_url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO users (email, is_active, is_superuser, created_at, updated_at) "
+            "VALUES ('plain@example.com', 0, 0, '2026-01-01', '2026-01-01')"
+        )
+    result = manage("create-superuser", "PLAIN@example.com", database_url=sqlite_url)
+    assert result.returncode == 0
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT is_superuser, is_active FROM users").fetchall() == [(1, 1)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("create-superuser", "not-an-email"), "error: invalid email 'not-an-email'"),
+        (("upgrade", "nope"), "error: Can't locate revision identified by 'nope'"),
+        (("create-superuser", "a@example.com"), "error: the users table does not exist"),
+    ],
+)
+def test_expected_failures_are_one_line(
+    sqlite_url: str, args: tuple[str, ...], message: str
+) -> None:
+    result = manage(*args, database_url=sqlite_url)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_is_one_line() -> None:
+    result = manage("upgrade", database_url="postgresql://postgres@127.0.0.1:1/nowhere")
+    assert result.returncode == 1
+    assert (
+        "error: cannot use the database at postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
+        in (result.stderr)
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_production_without_secret_refuses_to_run(sqlite_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "run", "--no-reload"],
+        cwd=PROJECT_ROOT,
+        env={**env, "APP_ENV": "production", "DATABASE_URL": sqlite_url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "JWT_SECRET_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_initdb_creates_missing_postgres_database(postgres_server: PostgresServer) -> None:
+    name = f"megapolis_initdb_{os.getpid()}_{int(time.time())}"
+    url = postgres_server.url_for(name)
+    try:
+        first = manage("initdb", database_url=url)
+        assert first.returncode == 0, first.stderr
+        assert f"created database {name}" in first.stdout
+        second = manage("initdb", database_url=url)
+        assert second.returncode == 0 and "created database" not in second.stdout
+        with psycopg.connect(ADMIN_PG_URL.rsplit("/", 1)[0] + f"/{name}") as conn:
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+    finally:
+        postgres_server.drop_database(name)
+
+
+def test_migrate_autogenerates_a_revision(tmp_path: Path, sqlite_url: str) -> None:
+    """In a copy of the project: a new model → `migrate -m` writes a revision that creates it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("app", "alembic"):
+        shutil.copytree(
+            PROJECT_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name in ("manage.py", "alembic.ini"):
+        shutil.copy(PROJECT_ROOT / name, project / name)
+    (project / "app" / "models" / "note.py").write_text(
+        "from sqlalchemy.orm import Mapped, mapped_column\n"
+        "from app.db.base import Base\n\n"
+        "class Note(Base):\n"
+        "    __tablename__ = 'notes'\n"
+        "    id: Mapped[int] = mapped_column(primary_key=True)\n"
+        "    body: Mapped[str]\n"
+    )
+    with (project / "app" / "models" / "__init__.py").open("a") as init:
+        init.write("from app.models.note import Note  # noqa: E402,F401\n")
+
+    assert manage("upgrade", database_url=sqlite_url, cwd=project).returncode == 0
+    result = manage("migrate", "-m", "add notes", database_url=sqlite_url, cwd=project)
+    assert result.returncode == 0, result.stderr
+    revisions = list((project / "alembic" / "versions").glob("*add_notes.py"))
+    assert len(revisions) == 1
+    assert "create_table" in revisions[0].read_text() and "'notes'" in revisions[0].read_text()
+    assert manage("upgrade", database_url=sqlite_url, cwd=project).returncode == 0
+    assert {"users", "notes"} <= tables(sqlite_url)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served(sqlite_url: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    assert manage("upgrade", database_url=sqlite_url).returncode == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run", "--no-reload", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": sqlite_url, "JWT_SECRET_KEY": TEST_SECRET},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("server did not start")
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_run_serves_and_stops_cleanly_on_sigterm(
+    served: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, base = served
+    assert httpx.get(f"{base}/").json() == {"message": "Hello, world!"}
+    assert httpx.get(f"{base}/readyz").status_code == 200
+    response = httpx.get(f"{base}/api/v1/users/me", headers={"X-Request-ID": "cli-run-1"})
+    assert response.status_code == 401
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    output = process.stdout.read() if process.stdout else ""
+    assert "GET /api/v1/users/me 401" in output and "rid=cli-run-1" in output
