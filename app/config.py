@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -68,6 +70,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("SUPABASE_URL")
+    @classmethod
+    def _check_supabase_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlparse(value.strip())
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("SUPABASE_URL must be an http(s) URL, e.g. https://<ref>.supabase.co")
+        return value.strip()
+
+    @field_validator("SUPABASE_SERVICE_ROLE_KEY")
+    @classmethod
+    def _check_supabase_key(cls, value: str | None) -> str | None:
+        # It goes into an HTTP header: visible ASCII only.
+        if value is not None and not re.fullmatch(r"[!-~]+", value.strip()):
+            raise ValueError("SUPABASE_SERVICE_ROLE_KEY must be printable ASCII without spaces")
+        return value.strip() if value is not None else None
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -34,3 +34,43 @@ class ServiceUnavailable(HTTPException):
     def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         super().__init__(status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers=headers)
+
+
+class AccountDeactivated(PermissionDenied):
+    def __init__(self) -> None:
+        super().__init__("This account is deactivated")
+
+
+class InvalidSupabaseToken(NotAuthenticated):
+    def __init__(self, detail: str = "Invalid or expired Supabase token") -> None:
+        super().__init__(detail, error="invalid_token")
+
+
+class SupabaseNotConfigured(ServiceUnavailable):
+    def __init__(self) -> None:
+        super().__init__("Supabase is not configured: set SUPABASE_URL")
+
+
+class SupabaseUnavailable(ServiceUnavailable):
+    """Supabase did not give a usable answer; worth retrying. Without `retry_after` (our own
+    configuration was refused) retrying will not help, so no `Retry-After` is sent."""
+
+    def __init__(
+        self, detail: str = "Supabase is unavailable, try again shortly", *, retry_after: int | None
+    ) -> None:
+        super().__init__(detail, retry_after=retry_after)
+
+
+class SupabaseEmailRequired(PermissionDenied):
+    def __init__(self) -> None:
+        super().__init__(
+            "An email address is required: this Supabase account has none "
+            "(anonymous, phone-only or wallet sign-in)"
+        )
+
+
+class AccountLinkConflict(HTTPException):
+    """409: the Supabase account cannot be linked to the user who holds its email."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(status.HTTP_409_CONFLICT, detail)

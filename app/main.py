@@ -14,6 +14,7 @@ from app.exception_handlers import install_exception_handlers
 from app.logging import configure_logging
 from app.middlewares import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.router import router
+from app.supabase.client import SupabaseAuth, create_http_client
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,9 +24,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = Database(settings)
+        # One shared HTTP client (one connection pool) for every call to Supabase.
+        app.state.supabase = SupabaseAuth(settings, create_http_client(settings))
         try:
             yield
         finally:
+            await app.state.supabase.aclose()
             await app.state.database.dispose()
 
     app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)

@@ -1,12 +1,50 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPBearer
 
-from app.dependencies import CurrentUser
+from app.db.session import SessionDep
+from app.dependencies import CurrentUser, SettingsDep
+from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.errors import responses
 from app.schemas.user import CurrentUserResponse, UserSummary
+from app.services.auth import AuthService
+from app.supabase.client import SupabaseAuthDep
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+
+# For the OpenAPI schema (Swagger's "Authorize"); the service reads the headers itself, because
+# the token may also come in the `sb-<project-ref>-auth-token` header.
+supabase_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="SupabaseAccessToken",
+    description="A Supabase access token (`session.access_token` in supabase-js)",
+)
+
+
+@router.get(
+    "/verify_supabase_token",
+    response_model=SupabaseTokenExchange,
+    responses=responses(401, 403, 409, 503),
+    dependencies=[Depends(supabase_bearer)],
+)
+async def verify_supabase_token(
+    request: Request, session: SessionDep, settings: SettingsDep, supabase: SupabaseAuthDep
+) -> SupabaseTokenExchange:
+    """Exchange a Supabase access token for the API's own token.
+
+    Send the Supabase token as `Authorization: Bearer <token>`, or as the header
+    `sb-<project-ref>-auth-token` holding what supabase-js stores under that key (the raw token,
+    the session JSON, `base64-…`, percent-encoded, or split over `.0`, `.1`, …). Authorization
+    wins when both are sent.
+
+    401: missing, malformed, invalid, expired or signed-out token, deleted or banned Supabase user.
+    403: the Supabase account has no email address, or the user is deactivated.
+    409: the email belongs to an existing user and is not confirmed in Supabase (confirm it to
+    link the account), or that user is linked to another Supabase user.
+    503: Supabase is not configured, unreachable, too slow, or refused this server's key.
+    """
+    return await AuthService.exchange_supabase_token(session, settings, supabase, request.headers)
 
 
 @router.get("/me", response_model=CurrentUserResponse, responses=responses(401, 503))

@@ -1,0 +1,117 @@
+"""Sign-in with Supabase: a Supabase access token in, the API's own token out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import (
+    AccountDeactivated,
+    AccountLinkConflict,
+    InvalidSupabaseToken,
+    SupabaseEmailRequired,
+)
+from app.models.user import User
+from app.schemas.auth import SupabaseTokenExchange
+from app.schemas.user import UserSummary
+from app.security import issue_token
+from app.supabase.client import SupabaseAuth
+from app.supabase.identity import SupabaseIdentity
+from app.supabase.token_extraction import TokenExtractionError, extract_token
+
+# Each attempt re-reads what a concurrent sign-in committed; two always suffice in practice.
+ATTEMPTS = 3
+
+EMAIL_NOT_CONFIRMED = (
+    "An account with this email already exists: confirm the email in Supabase to link the account"
+)
+EMAIL_LINKED_ELSEWHERE = "An account with this email is already linked to another Supabase user"
+CONCURRENT_CHANGE = "The account changed during sign-in; try again"
+
+
+class AuthService:
+    @staticmethod
+    async def exchange_supabase_token(
+        session: AsyncSession,
+        settings: Settings,
+        supabase: SupabaseAuth,
+        headers: Mapping[str, str],
+    ) -> SupabaseTokenExchange:
+        """Verify the Supabase token in `headers`, find, link or create its user, and issue
+        an API token for that user."""
+        supabase.ensure_configured()
+        try:
+            token = extract_token(headers, supabase.project_ref)
+        except TokenExtractionError as exc:
+            raise InvalidSupabaseToken(str(exc)) from exc
+        identity = await supabase.verify(token)
+        user = await user_for_identity(session, supabase, token, identity)
+        issued = issue_token(settings, user_id=user.id, email=user.email)
+        return SupabaseTokenExchange(
+            token=issued.token,
+            user=UserSummary(id=user.id, email=user.email),
+            expires_at=issued.expires_at,
+        )
+
+
+async def user_for_identity(
+    session: AsyncSession, supabase: SupabaseAuth, token: str, identity: SupabaseIdentity
+) -> User:
+    """The active user linked to this Supabase user: found by `supabase_id`, else the user with
+    the same email when Supabase has confirmed that email (linked now), else a new user.
+
+    Race-safe: when a concurrent sign-in inserts first, the unique constraints refuse our row;
+    we roll back and read again, so every racer ends with the same row."""
+    for _ in range(ATTEMPTS):
+        if not identity.email:
+            raise SupabaseEmailRequired()
+        user = await User.get_by_supabase_id(session, identity.id)
+        if user is not None:
+            return active(user)
+        holder = await User.get_by_email(session, identity.email)
+        if holder is not None and holder.supabase_id is None and identity.email_confirmed is None:
+            # A locally verified token does not say whether the email is confirmed: ask Supabase,
+            # outside the transaction (SQLite would hold its write lock over the call).
+            await session.rollback()
+            if supabase.can_fetch_user:
+                identity = await supabase.fetch_identity(token)
+            else:
+                identity = identity.unconfirmed()
+            continue
+        try:
+            user = await link_or_create(session, identity, holder)
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            continue
+        return user
+    raise AccountLinkConflict(CONCURRENT_CHANGE)
+
+
+async def link_or_create(
+    session: AsyncSession, identity: SupabaseIdentity, holder: User | None
+) -> User:
+    """Flush the link to `holder` (the user with the identity's email), or a new user."""
+    if holder is None:
+        return await User.create(
+            session,
+            email=identity.email,
+            supabase_id=identity.id,
+            full_name=identity.full_name,
+        )
+    if holder.supabase_id is not None:
+        raise AccountLinkConflict(EMAIL_LINKED_ELSEWHERE)
+    if not identity.email_confirmed:
+        raise AccountLinkConflict(EMAIL_NOT_CONFIRMED)
+    active(holder)
+    await holder.update(session, supabase_id=identity.id)
+    return holder
+
+
+def active(user: User) -> User:
+    if not user.is_active:
+        raise AccountDeactivated()
+    return user

@@ -1,0 +1,85 @@
+"""Who a Supabase token belongs to, read from `/auth/v1/user` or from verified JWT claims."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from app.models.user import EMAIL_MAX_LENGTH, normalize_email
+
+FULL_NAME_MAX_LENGTH = 255
+
+
+class InvalidIdentity(ValueError):
+    """The user data does not have the shape Supabase gives it."""
+
+
+@dataclass(frozen=True)
+class SupabaseIdentity:
+    id: str
+    """The Supabase user's UUID, canonical lower-case form."""
+    email: str
+    """Lower-cased; `""` for anonymous, phone-only and wallet users."""
+    email_confirmed: bool | None
+    """`email_confirmed_at` is set. None: unknown (JWT claims do not carry it)."""
+    full_name: str | None
+
+    def unconfirmed(self) -> SupabaseIdentity:
+        return replace(self, email_confirmed=False)
+
+
+def identity_from_user(user: Mapping[str, Any]) -> SupabaseIdentity:
+    """From the `/auth/v1/user` answer. Only `email_confirmed_at` says the email is confirmed:
+    `confirmed_at` is also set by a phone confirmation and `user_metadata` is user-editable."""
+    confirmed_at = user.get("email_confirmed_at")
+    return SupabaseIdentity(
+        id=_user_id(user.get("id")),
+        email=_email(user.get("email", "")),
+        email_confirmed=isinstance(confirmed_at, str) and bool(confirmed_at),
+        full_name=full_name(user.get("user_metadata")),
+    )
+
+
+def identity_from_claims(claims: Mapping[str, Any]) -> SupabaseIdentity:
+    """From the claims of a locally verified access token. The `email` claim may be stale and
+    nothing in it says whether the email is confirmed."""
+    return SupabaseIdentity(
+        id=_user_id(claims.get("sub")),
+        email=_email(claims.get("email", "")),
+        email_confirmed=None,
+        full_name=full_name(claims.get("user_metadata")),
+    )
+
+
+def full_name(metadata: object) -> str | None:
+    """`user_metadata.full_name`, else `.name` (what OAuth providers fill in), made storable."""
+    if not isinstance(metadata, Mapping):
+        return None
+    for key in ("full_name", "name"):
+        value = metadata.get(key)
+        if isinstance(value, str):
+            # The user can write anything here: drop control characters (PostgreSQL refuses NUL).
+            cleaned = "".join(ch for ch in value if ch.isprintable()).strip()
+            if cleaned:
+                return cleaned[:FULL_NAME_MAX_LENGTH]
+    return None
+
+
+def _user_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidIdentity("user id is missing")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise InvalidIdentity("user id is not a UUID") from exc
+
+
+def _email(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidIdentity("email is not a string")
+    email = normalize_email(value)
+    if len(email) > EMAIL_MAX_LENGTH or not email.isprintable():
+        raise InvalidIdentity("email is not storable")
+    return email

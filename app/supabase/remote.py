@@ -1,0 +1,109 @@
+"""Ask Supabase Auth who a token belongs to (`GET /auth/v1/user`), and map every answer to ours.
+
+Supabase's answer → ours:
+- 200 with a JSON object that has a string `id` → the user; any other 200 → 503;
+- 400/401/403/404 (bad, expired or signed-out token, deleted or banned user) → 401;
+- a gateway 401 refusing our `apikey` (a body with `message` but none of GoTrue's `code`,
+  `error_code` or `msg`) → 503 and an ERROR log line: our configuration is wrong, not the token;
+- 429, 5xx, anything else, a timeout or no connection → 503 with `Retry-After`.
+
+Log lines carry statuses and Supabase's error codes, never a token or a header value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import httpx
+
+from app.errors import InvalidSupabaseToken, SupabaseUnavailable
+
+logger = logging.getLogger("app.supabase")
+
+API_VERSION = "2024-01-01"  # selects GoTrue's `{"code", "message"}` error bodies
+RETRY_AFTER_SECONDS = 5
+MAX_RETRY_AFTER_SECONDS = 60
+TOKEN_REFUSED = frozenset({400, 401, 403, 404})
+GOTRUE_ERROR_KEYS = frozenset({"code", "error_code", "msg"})
+ERROR_CODE = re.compile(r"[a-z0-9_]{1,64}")
+
+
+async def get(
+    http: httpx.AsyncClient, url: str, *, deadline: float, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """GET within `deadline` seconds in all (httpx's timeouts apply per phase, so a server that
+    trickles bytes could otherwise hold the request much longer); failures → 503."""
+    try:
+        return await asyncio.wait_for(http.get(url, headers=headers), deadline)
+    except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+        logger.warning("Supabase did not answer: %s", type(exc).__name__)
+        raise SupabaseUnavailable(retry_after=RETRY_AFTER_SECONDS) from exc
+
+
+async def fetch_user(
+    http: httpx.AsyncClient, auth_url: str, token: str, *, api_key: str | None, deadline: float
+) -> dict[str, Any]:
+    """The `/auth/v1/user` answer for `token`, or the named HTTP error that answers the caller."""
+    headers = {"Authorization": f"Bearer {token}", "X-Supabase-Api-Version": API_VERSION}
+    if api_key:
+        headers["apikey"] = api_key
+    response = await get(http, f"{auth_url}/user", deadline=deadline, headers=headers)
+    status = response.status_code
+    body = json_body(response)
+    if status == 200:
+        if isinstance(body, dict) and isinstance(body.get("id"), str):
+            return body
+        logger.warning("Supabase answered 200 without a user object")
+        raise SupabaseUnavailable(retry_after=RETRY_AFTER_SECONDS)
+    if status == 401 and is_gateway_key_refusal(body):
+        logger.error(
+            "Supabase refused our API key (401 from its gateway): check SUPABASE_SERVICE_ROLE_KEY "
+            "and SUPABASE_URL"
+        )
+        raise SupabaseUnavailable(
+            "Supabase refused this server's credentials; the server is misconfigured",
+            retry_after=None,
+        )
+    if status in TOKEN_REFUSED:
+        logger.info("Supabase refused the token: %s %s", status, error_code(body))
+        raise InvalidSupabaseToken()
+    logger.warning("Supabase answered %s %s", status, error_code(body))
+    raise SupabaseUnavailable(retry_after=retry_after(response))
+
+
+def json_body(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        return None
+
+
+def is_gateway_key_refusal(body: object) -> bool:
+    """Kong / the hosted gateway: `{"message": "No API key found in request"}`, `{"message":
+    "Invalid API key", "hint": ...}`. GoTrue's own bodies always have `code` or `msg`."""
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("message"), str)
+        and not GOTRUE_ERROR_KEYS & body.keys()
+    )
+
+
+def error_code(body: object) -> str:
+    """GoTrue's error code (`bad_jwt`, `session_not_found`, ...) for the log, when it has one."""
+    if isinstance(body, dict):
+        for key in ("error_code", "code"):
+            value = body.get(key)
+            if isinstance(value, str) and ERROR_CODE.fullmatch(value):
+                return value
+    return "-"
+
+
+def retry_after(response: httpx.Response) -> int:
+    """Supabase's own `Retry-After` (seconds, within reason), else ours."""
+    value = response.headers.get("retry-after", "")
+    if value.isascii() and value.isdigit():
+        return min(max(int(value), 1), MAX_RETRY_AFTER_SECONDS)
+    return RETRY_AFTER_SECONDS
