@@ -16,6 +16,7 @@ os.environ.setdefault("JWT_SECRET_KEY", "test-secret-key-that-is-long-enough-012
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
 from manage import alembic_config
+from tests.supabase_fake import FakeSupabase
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -202,3 +204,71 @@ def auth(app: FastAPI) -> AuthHeaders:
         return {"Authorization": f"Bearer {issued.token}"}
 
     return headers
+
+
+# --- Supabase: a loopback fake Supabase Auth server, and apps pointed at it (docs/supabase.md) ---
+
+
+@pytest.fixture(scope="session")
+def supabase_fake_server() -> Iterator[FakeSupabase]:
+    with FakeSupabase() as fake:
+        yield fake
+
+
+@pytest.fixture
+def supabase_fake(supabase_fake_server: FakeSupabase) -> FakeSupabase:
+    """The fake Supabase, emptied: no users, no recorded calls, no scripted answers."""
+    supabase_fake_server.reset()
+    return supabase_fake_server
+
+
+def supabase_settings(database_url: str, fake: FakeSupabase, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "SUPABASE_URL": fake.url,
+        "SUPABASE_SERVICE_ROLE_KEY": fake.service_role_key,
+        "SUPABASE_CONNECT_TIMEOUT": 1.0,
+        "SUPABASE_READ_TIMEOUT": 2.0,
+    }
+    values.update(overrides)
+    return make_settings(database_url, **values)
+
+
+SupabaseAppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
+
+
+@pytest.fixture
+def supabase_app_factory(database_url: str, supabase_fake: FakeSupabase) -> SupabaseAppFactory:
+    """`async with supabase_app_factory(**settings) as app:` an app whose SUPABASE_URL is the
+    fake, lifespan running; the users it made are deleted afterwards."""
+
+    @asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[FastAPI]:
+        application = create_app(supabase_settings(database_url, supabase_fake, **overrides))
+        async with application.router.lifespan_context(application):
+            try:
+                yield application
+            finally:
+                database: Database = application.state.database
+                async with database.sessionmaker() as session:
+                    await session.execute(delete(User))
+                    await session.commit()
+
+    return factory
+
+
+def asgi_client(application: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=application)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.fixture
+async def supabase_app(supabase_app_factory: SupabaseAppFactory) -> AsyncIterator[FastAPI]:
+    async with supabase_app_factory() as application:
+        yield application
+
+
+@pytest.fixture
+async def supabase_client(supabase_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `supabase_app`: GET /auth/verify_supabase_token reaches the fake."""
+    async with asgi_client(supabase_app) as http:
+        yield http

@@ -102,6 +102,8 @@ async def link_or_create(
             supabase_id=identity.id,
             full_name=identity.full_name,
         )
+    if holder.supabase_id == identity.id:
+        return active(holder)  # a concurrent sign-in committed it between our two reads
     if holder.supabase_id is not None:
         raise AccountLinkConflict(EMAIL_LINKED_ELSEWHERE)
     if not identity.email_confirmed:

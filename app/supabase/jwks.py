@@ -39,7 +39,7 @@ class JwksCache:
         self._http = http
         self._url = url
         self._deadline = deadline
-        self._clock = clock
+        self.clock = clock  # monotonic seconds; tests may replace it
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fresh_until = float("-inf")
         self._last_fetch = float("-inf")
@@ -47,18 +47,18 @@ class JwksCache:
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
         """The published ES256/RS256 key with this `kid`, if any."""
-        now = self._clock()
+        now = self.clock()
         if now >= self._fresh_until or kid not in self._keys:
             async with self._lock:
                 # Another request may have fetched while this one waited for the lock.
-                if self._clock() - self._last_fetch >= REFETCH_COOLDOWN_SECONDS:
+                if self.clock() - self._last_fetch >= REFETCH_COOLDOWN_SECONDS:
                     await self._fetch()
-        if self._clock() >= self._fresh_until:
+        if self.clock() >= self._fresh_until:
             return None
         return self._keys.get(kid)
 
     async def _fetch(self) -> None:
-        self._last_fetch = self._clock()
+        self._last_fetch = self.clock()
         try:
             response = await remote.get(self._http, self._url, deadline=self._deadline)
         except SupabaseUnavailable:
