@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import FastAPI, Request
@@ -26,6 +27,14 @@ async def dbapi_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_exception_handlers(app: FastAPI) -> None:
-    for unavailable in (OperationalError, InterfaceError, PoolTimeoutError, OSError, TimeoutError):
+    # asyncio.TimeoutError (asyncpg's command_timeout) is the builtin TimeoutError only from 3.11.
+    for unavailable in (
+        OperationalError,
+        InterfaceError,
+        PoolTimeoutError,
+        OSError,
+        TimeoutError,
+        asyncio.TimeoutError,
+    ):
         app.add_exception_handler(unavailable, database_unavailable)
     app.add_exception_handler(DBAPIError, dbapi_error)

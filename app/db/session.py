@@ -8,14 +8,23 @@ Two ways to get a session, one for each place:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, Request
+from psycopg.abc import PQGen
 from sqlalchemy import event
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,6 +34,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool, StaticPool
 
 from app.config import Settings, get_settings
+
+logger = logging.getLogger("app.db")
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:
@@ -55,6 +66,11 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         connect_args["connect_timeout"] = max(1, round(settings.DATABASE_CONNECT_TIMEOUT))
         connect_args["options"] = f"-c statement_timeout={statement_timeout_ms}"
         connect_args["application_name"] = "megapolis-api"
+        # psycopg has no client-side timeout: bound every wait on the server like asyncpg does.
+        connect_args["async_creator_fn"] = functools.partial(
+            BoundedAsyncConnection.connect_bounded,
+            command_timeout=settings.DATABASE_STATEMENT_TIMEOUT + 1,
+        )
         if settings.uses_transaction_pooler:
             connect_args["prepare_threshold"] = None
     return {
@@ -69,6 +85,58 @@ def engine_options(settings: Settings) -> dict[str, Any]:
 
 def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+class BoundedAsyncConnection(psycopg.AsyncConnection[Any]):
+    """A psycopg connection that gives up on a server that stops answering.
+
+    statement_timeout only helps while the server works; when it (or the network, or a pooler
+    in front of it) hangs, psycopg would wait forever, and so would the request. Past
+    `command_timeout` the socket is shut down, so the pending wait fails like a dropped
+    connection would: the connection is then broken and SQLAlchemy discards it. (Cancelling the
+    task instead would make psycopg try to cancel the query on the hung server, up to 10 s more.)
+    """
+
+    command_timeout: float | None = None
+
+    @classmethod
+    async def connect_bounded(
+        cls, *args: Any, command_timeout: float, **kwargs: Any
+    ) -> BoundedAsyncConnection:
+        connection = await cls.connect(*args, **kwargs)
+        connection.command_timeout = command_timeout
+        return connection
+
+    async def wait(self, gen: PQGen[Any], *args: Any, **kwargs: Any) -> Any:
+        if self.command_timeout is None:
+            return await super().wait(gen, *args, **kwargs)
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            self._shut_socket_down()
+
+        timer = asyncio.get_running_loop().call_later(self.command_timeout, expire)
+        try:
+            return await super().wait(gen, *args, **kwargs)
+        except psycopg.OperationalError as exc:
+            if not expired:
+                raise
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.command_timeout:g} s"
+            ) from exc
+        finally:
+            timer.cancel()
+
+    def _shut_socket_down(self) -> None:
+        # Through a duplicate descriptor: shutdown() acts on the socket both share, and closing
+        # the duplicate leaves libpq's own descriptor for libpq to close.
+        with (
+            contextlib.suppress(psycopg.Error, OSError),
+            socket.socket(fileno=os.dup(self.pgconn.socket)) as duplicate,
+        ):
+            duplicate.shutdown(socket.SHUT_RDWR)
 
 
 def strip_app_query(url: URL) -> URL:
@@ -125,8 +193,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """FastAPI dependency: one session per request. Services commit; anything left open is
     rolled back when the session closes."""
     database: Database = request.app.state.database
-    async with database.sessionmaker() as session:
+    session = database.sessionmaker()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except (SQLAlchemyError, OSError, asyncio.TimeoutError) as exc:
+            # The connection died while it was being released (this can run after the response
+            # was sent): it is already discarded from the pool; nothing is left to tell anyone.
+            logger.warning("Database connection lost while releasing it: %s", type(exc).__name__)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -29,11 +29,24 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> dict[str, str]:
     """The database answers."""
     database: Database = request.app.state.database
+    ping = asyncio.ensure_future(_ping(database))
+    # Not wait_for(): cancelling a driver that waits on a hung server can take longer than the
+    # wait itself (psycopg then tries to cancel the query on that server). An unfinished ping
+    # is left to end by itself; the driver's own timeouts bound it.
+    done, _ = await asyncio.wait({ping}, timeout=READINESS_TIMEOUT_SECONDS)
+    if not done:
+        ping.add_done_callback(_discard_result)
+        raise ServiceUnavailable("Database unavailable", retry_after=5)
     try:
-        await asyncio.wait_for(_ping(database), READINESS_TIMEOUT_SECONDS)
+        ping.result()
     except Exception as exc:
         raise ServiceUnavailable("Database unavailable", retry_after=5) from exc
     return {"status": "ok", "database": "ok"}
+
+
+def _discard_result(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _ping(database: Database) -> None:
