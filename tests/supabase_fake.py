@@ -353,7 +353,7 @@ class FakeSupabase:
         self, kid: str = "k2", *, algorithm: str = "ES256", publish: bool = True
     ) -> str:
         """A new key signs from now on; both are published (the old one as "previously used").
-        `publish=False`: a key Supabase knows but has not published yet."""
+        `publish=False`: a standby key, known to Supabase but neither published nor signing."""
         if algorithm == "ES256":
             private_key: Any = ec.generate_private_key(ec.SECP256R1())
         else:
@@ -361,7 +361,7 @@ class FakeSupabase:
         self.signing_keys[kid] = _SigningKey(algorithm, private_key)
         if publish:
             self.published_kids.append(kid)
-        self.current_kid = kid
+            self.current_kid = kid
         return kid
 
     # --- scripting and assertions ----------------------------------------------------------
