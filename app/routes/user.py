@@ -8,7 +8,7 @@ from app.db.base import MAX_INT_ID
 from app.db.session import SessionDep
 from app.dependencies import CurrentUser, Superuser
 from app.models.user import User
-from app.schemas.errors import responses
+from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.user import UserCreateRequest, UserPage, UserResponse, UserUpdateRequest
 from app.services.user import UserService
 
@@ -32,7 +32,7 @@ async def list_users(
     "/",
     response_model=UserResponse,
     status_code=status.HTTP_201_CREATED,
-    responses=responses(403, 409),
+    responses=responses(*BODY_ERRORS, 403, 409),
 )
 async def create_user(data: UserCreateRequest, session: SessionDep, _: Superuser) -> User:
     """Create a user (superuser only)."""
@@ -45,7 +45,7 @@ async def read_own_user(user: CurrentUser) -> User:
     return user
 
 
-@router.patch("/me", response_model=UserResponse, responses=responses(403, 409))
+@router.patch("/me", response_model=UserResponse, responses=responses(*BODY_ERRORS, 403, 409))
 async def update_own_user(data: UserUpdateRequest, session: SessionDep, user: CurrentUser) -> User:
     """Change the caller's own record; `is_active` and `is_superuser` need a superuser."""
     return await UserService.update_user(session, user, user, data)
@@ -57,7 +57,9 @@ async def read_user(user_id: UserId, session: SessionDep, actor: CurrentUser) ->
     return await UserService.get_user(session, actor, user_id)
 
 
-@router.patch("/{user_id}", response_model=UserResponse, responses=responses(403, 404, 409))
+@router.patch(
+    "/{user_id}", response_model=UserResponse, responses=responses(*BODY_ERRORS, 403, 404, 409)
+)
 async def update_user(
     user_id: UserId, data: UserUpdateRequest, session: SessionDep, actor: CurrentUser
 ) -> User:

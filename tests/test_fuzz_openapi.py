@@ -1,0 +1,251 @@
+"""Schemathesis against the app's own OpenAPI schema: every operation the schema lists, with
+valid and with invalid data, as a superuser, as a regular user and as nobody, on both databases.
+
+Each answer must not be a server error, and its status code, content type and body must be the
+ones the schema documents. On top of that: nobody gets a 2xx from a secured operation, and a
+regular user gets a 2xx only from its own record (no BOLA, no BFLA, no escalation).
+
+Hypothesis runs derandomized (the same examples on every run, no example database) with no
+deadline, in a worker thread; each request goes to the `app` fixture on the test's event loop,
+where its database engine lives.
+
+The callers can delete, deactivate or demote themselves mid-run (DELETE /users/{id}, PATCH /me
+with `is_superuser: false`): after any request that may have changed them, the admin and a
+regular "member" are restored with their fixed ids; path ids are drawn two times out of three
+from those two, so the fuzzing reaches the authorized code paths and not only 401s and 404s.
+The test fails when it saw no 2xx where one is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import APIOperation, Case, CheckContext, GenerationMode, Response
+from schemathesis.checks import CheckFunction, not_a_server_error
+from schemathesis.core.result import Ok
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from app.db.session import Database
+from app.models.user import User
+from app.security import issue_token
+
+Operation = APIOperation[Any, Any, Any, Any]
+AnyCase = Case[Any]
+
+MAX_EXAMPLES = 25
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+)
+SEND_TIMEOUT_SECONDS = 30
+BASE_URL = "http://testserver"
+
+# Operations that cannot answer 2xx here: Supabase is not configured in the tests, so they give
+# their documented 503. (The database is up: a 503 from anything else is a failure.)
+NEEDS_EXTERNAL_SERVICE = {"GET /auth/verify_supabase_token"}
+# What a regular user may do successfully besides its own /users/{id}.
+SELF_SERVICE = {"GET /auth/me", "GET /api/v1/users/me", "PATCH /api/v1/users/me"}
+CALLERS = ["superuser", "member", "anonymous"]
+
+
+def label_of(operation: Operation) -> str:
+    return f"{operation.method.upper()} {operation.path}"
+
+
+def no_server_error(ctx: CheckContext, response: Response, case: AnyCase) -> bool | None:
+    """`not_a_server_error`, except the documented 503 of an operation whose external service
+    is not configured here."""
+    if response.status_code == 503 and label_of(case.operation) in NEEDS_EXTERNAL_SERVICE:
+        return None
+    return not_a_server_error(ctx, response, case)
+
+
+CHECKS: list[CheckFunction] = [
+    no_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@dataclass
+class FuzzWorld:
+    """The two users every example starts from, who is calling, and what the fuzzing saw."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    caller: str
+    secured: set[str] = field(default_factory=set)
+    admin_id: int = 0
+    member_id: int = 0
+    # The last request may have changed the admin or the member (anything but a GET may).
+    dirty: bool = False
+    admin_email: str = field(default_factory=lambda: f"fuzz-admin-{uuid.uuid4().hex}@example.com")
+    member_email: str = field(default_factory=lambda: f"fuzz-member-{uuid.uuid4().hex}@example.com")
+    statuses: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+
+    async def setup(self) -> None:
+        database: Database = self.app.state.database
+        async with database.sessionmaker() as session:
+            admin = await User.create(session, email=self.admin_email, is_superuser=True)
+            member = await User.create(session, email=self.member_email)
+            await session.commit()
+            self.admin_id, self.member_id = admin.id, member.id
+
+    async def restore(self) -> None:
+        """Bring back the admin and the member exactly as they were, whatever the last example
+        did to them (deleted, deactivated, demoted, renamed)."""
+        database: Database = self.app.state.database
+        async with database.sessionmaker() as session:
+            for user_id, email, is_superuser in (
+                (self.admin_id, self.admin_email, True),
+                (self.member_id, self.member_email, False),
+            ):
+                await session.merge(
+                    User(
+                        id=user_id,
+                        email=email,
+                        full_name=None,
+                        supabase_id=None,
+                        is_active=True,
+                        is_superuser=is_superuser,
+                    )
+                )
+            await session.commit()
+
+    @property
+    def caller_id(self) -> int | None:
+        return {"superuser": self.admin_id, "member": self.member_id}.get(self.caller)
+
+    def credentials(self) -> dict[str, str]:
+        if self.caller_id is None:
+            return {}
+        email = self.admin_email if self.caller == "superuser" else self.member_email
+        issued = issue_token(self.app.state.settings, user_id=self.caller_id, email=email)
+        return {"Authorization": f"Bearer {issued.token}"}
+
+    async def send(self, case: AnyCase) -> httpx.Response:
+        if self.dirty:
+            await self.restore()
+        self.dirty = case.method.upper() != "GET"
+        case.headers.pop("Authorization", None)  # case-insensitive
+        case.headers.update(self.credentials())
+        return await self.client.request(**httpx_arguments(case))
+
+
+def httpx_arguments(case: AnyCase) -> dict[str, Any]:
+    """What schemathesis would pass to `requests`, as arguments of `httpx.AsyncClient.request`."""
+    kwargs: dict[str, Any] = case.as_transport_kwargs(base_url=BASE_URL)
+    kwargs.pop("timeout", None)
+    cookies = kwargs.pop("cookies", None)
+    if cookies:
+        kwargs["headers"]["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    data = kwargs.pop("data", None)
+    if isinstance(data, (bytes, str)):
+        kwargs["content"] = data  # a raw body: `data` in requests, `content` in httpx
+    elif data is not None:
+        kwargs["data"] = data
+    unexpected = set(kwargs) - {"method", "url", "headers", "params", "json", "content", "data"}
+    assert not unexpected, f"cannot send {unexpected} with httpx: {kwargs}"
+    return kwargs
+
+
+def check_access(world: FuzzWorld, case: AnyCase, response: httpx.Response) -> None:
+    """Who may get a 2xx from which operation."""
+    if not 200 <= response.status_code < 300:
+        return
+    label = label_of(case.operation)
+    if world.caller == "anonymous":
+        assert label not in world.secured, f"{label} answered {response.status_code}"
+    if world.caller == "member" and label in world.secured:
+        target = (case.path_parameters or {}).get("user_id")
+        own_record = target is not None and int(target) == world.member_id
+        assert label in SELF_SERVICE or own_record, f"{label} {target}: {response.text}"
+        if response.content:
+            assert response.json().get("is_superuser") is not True, response.text
+
+
+def fuzz_operation(
+    world: FuzzWorld, loop: asyncio.AbstractEventLoop, operation: Operation, mode: GenerationMode
+) -> None:
+    """Run one operation's examples (in a worker thread; requests go to the test's loop)."""
+    label = label_of(operation)
+
+    @FUZZ_SETTINGS
+    @given(case=operation.as_strategy(generation_mode=mode), known=st.sampled_from([0, 1, 2]))
+    def run(case: AnyCase, known: int) -> None:
+        if known and "user_id" in (case.path_parameters or {}):
+            user_id = world.admin_id if known == 1 else world.member_id
+            case.path_parameters = {**(case.path_parameters or {}), "user_id": user_id}
+        future = asyncio.run_coroutine_threadsafe(world.send(case), loop)
+        response = future.result(timeout=SEND_TIMEOUT_SECONDS)
+        world.statuses[label][response.status_code] += 1
+        case.validate_response(response, checks=CHECKS)
+        check_access(world, case, response)
+
+    run()
+
+
+def generation_modes(operation: Operation) -> list[GenerationMode]:
+    """Valid data always; invalid data where the operation takes any input to break."""
+    inputs = (operation.path_parameters, operation.query, operation.headers)
+    if any(len(part) for part in inputs) or operation.body:
+        return [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+    return [GenerationMode.POSITIVE]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_every_operation_survives_fuzzing(
+    app: FastAPI, client: httpx.AsyncClient, caller: str
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    schema = schemathesis.openapi.from_dict(document)
+    operations: list[Operation] = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"schemathesis cannot read an operation: {result}"
+        operations.append(result.ok())
+    secured = {
+        f"{method.upper()} {path}"
+        for path, methods in document["paths"].items()
+        for method, spec in methods.items()
+        if spec.get("security")
+    }
+    world = FuzzWorld(app, client, caller, secured)
+    await world.setup()
+    loop = asyncio.get_running_loop()
+
+    def fuzz_everything() -> None:
+        for operation in operations:
+            for mode in generation_modes(operation):
+                fuzz_operation(world, loop, operation, mode)
+
+    await asyncio.to_thread(fuzz_everything)
+
+    assert set(world.statuses) == {label_of(operation) for operation in operations}
+    for label, seen in world.statuses.items():
+        successes = sum(count for status, count in seen.items() if 200 <= status < 300)
+        if caller == "superuser" and label not in NEEDS_EXTERNAL_SERVICE:
+            assert successes, f"{label}: no 2xx in {dict(seen)}"
+        if caller == "member" and label in SELF_SERVICE:
+            assert successes, f"{label}: no 2xx in {dict(seen)}"
+    if caller == "member":
+        by_id = world.statuses["GET /api/v1/users/{user_id}"]
+        assert by_id[200] and by_id[403], f"own record and others' expected: {dict(by_id)}"
