@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import sys
 from collections.abc import Callable
@@ -89,6 +90,12 @@ def run(
     if workers > 1 and reload:
         typer.echo("--workers > 1: reload turned off")
         reload = False
+    multiprocess: dict[str, Any] = {}
+    if workers > 1 and "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        # A new worker answers the supervisor's first health check only once it has imported
+        # the app; on a busy machine that can pass uvicorn's default 5 s, and the supervisor
+        # then kills and restarts it, over and over.
+        multiprocess["timeout_worker_healthcheck"] = 30
     uvicorn.run(
         "app.main:app",
         host=host,
@@ -100,6 +107,7 @@ def run(
         log_level=settings.LOG_LEVEL.lower(),
         proxy_headers=True,
         timeout_graceful_shutdown=20,
+        **multiprocess,
     )
 
 

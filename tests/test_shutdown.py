@@ -1,0 +1,222 @@
+"""`manage.py run` stopped with SIGTERM (what Docker, Kubernetes and systemd send): requests in
+flight are finished and answered, then the process exits 0 — with one process or several workers.
+
+The servers are real subprocesses. A request is kept in flight without any test-only endpoint:
+either its body is still arriving, or the database it waits on is stalled (tests/tcp_proxy.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.security import issue_token
+from tests.conftest import PROJECT_ROOT, TEST_SECRET, PostgresServer, make_settings, migrate
+from tests.tcp_proxy import TCPProxy
+
+STARTUP_LIMIT = 60.0  # a cold start on a busy 2-core machine; usually 2-4 s
+EXIT_LIMIT = 20.0
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    port: int
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def wait_until_refusing(self, limit: float = 10.0) -> None:
+        """Uvicorn closes its listening socket first thing on SIGTERM: a refused connection
+        means the shutdown has begun."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+            except ConnectionRefusedError:
+                return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        pytest.fail(f"still accepting connections {limit} s after SIGTERM:\n{self.text()}")
+
+    def terminate_and_wait(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=EXIT_LIMIT)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(database_url: str, *extra: str) -> Iterator[Served]:
+    """`python manage.py run --no-reload --port P [extra]`, ready to answer; killed (with its
+    workers) at the end whatever happens."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run", "--no-reload", "--port", str(port), *extra],
+        cwd=PROJECT_ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "JWT_SECRET_KEY": TEST_SECRET,
+            "APP_ENV": "test",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the cleanup reaches the workers too
+    )
+    served = Served(process, port)
+    assert process.stdout is not None
+    reader = threading.Thread(target=served.output.extend, args=(process.stdout,), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while True:
+            try:
+                if httpx.get(f"{served.base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not start:\n{served.text()}")
+            time.sleep(0.1)
+        yield served
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        reader.join(timeout=5)
+
+
+def read_http_response(client: socket.socket) -> tuple[int, dict[str, object]]:
+    """Status and JSON body of the one response on a `Connection: close` socket."""
+    response = b""
+    while chunk := client.recv(65536):
+        response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def test_sigterm_finishes_requests_in_flight(postgres_server: PostgresServer) -> None:
+    """Two requests in flight when SIGTERM arrives, neither from a test-only endpoint: a GET
+    waiting on a stalled database, and a POST whose body has not all arrived yet. The server
+    stops accepting connections, waits for both, answers both, then exits 0."""
+    name = postgres_server.create_database("megapolis_sigterm")
+    try:
+        direct_url = postgres_server.url_for(name)
+        migrate(make_settings(direct_url))
+        direct = make_url(direct_url)
+        libpq_url = direct.set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(libpq_url) as conn:
+            row = conn.execute(
+                "INSERT INTO users (email, is_active, is_superuser, created_at, updated_at) "
+                "VALUES ('inflight@example.com', true, true, now(), now()) RETURNING id"
+            ).fetchone()
+        assert row is not None
+        token = issue_token(make_settings(direct_url), user_id=row[0], email="inflight@example.com")
+        headers = {"Authorization": f"Bearer {token.token}"}
+        body = json.dumps({"email": "late-body@example.com"}).encode()
+        post_head = (
+            "POST /api/v1/users/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nAuthorization: Bearer {token.token}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+
+        with TCPProxy(upstream_port=direct.port or 5432) as proxy:
+            proxied = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+            with (
+                serve(proxied) as served,
+                ThreadPoolExecutor(1) as pool,
+                socket.create_connection(("127.0.0.1", served.port)) as slow_client,
+            ):
+                me = f"{served.base_url}/api/v1/users/me"
+                assert httpx.get(me, headers=headers).status_code == 200  # a pooled connection
+                slow_client.settimeout(EXIT_LIMIT)
+                slow_client.sendall(post_head + body[:10])  # headers, and a part of the body
+
+                proxy.stall()
+                waiting_on_db = pool.submit(httpx.get, me, headers=headers, timeout=30)
+                time.sleep(0.3)  # the GET now waits on the database, the POST on its body
+                assert not waiting_on_db.done()
+                served.process.send_signal(signal.SIGTERM)
+                served.wait_until_refusing()
+                assert not waiting_on_db.done(), "the in-flight request was cut short"
+
+                slow_client.sendall(body[10:])
+                proxy.restore()  # the database answers again: both requests can finish
+                response = waiting_on_db.result(timeout=EXIT_LIMIT)
+                assert response.status_code == 200, response.text
+                assert response.json()["email"] == "inflight@example.com"
+                status, created = read_http_response(slow_client)
+                assert (status, created["email"]) == (201, "late-body@example.com"), created
+                assert served.process.wait(timeout=EXIT_LIMIT) == 0, served.text()
+        assert "Shutting down" in served.text()
+        assert "Traceback" not in served.text()
+        with psycopg.connect(libpq_url) as conn:
+            count = conn.execute("SELECT count(*) FROM users WHERE email = %s", [created["email"]])
+            assert count.fetchone() == (1,)
+    finally:
+        postgres_server.drop_database(name)
+
+
+def worker_pids(parent: int) -> list[int]:
+    """Uvicorn's workers: the parent's children started by multiprocessing's spawn."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_serve_and_stop_cleanly_on_sigterm(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'workers.db'}"
+    migrate(make_settings(url))
+    with serve(url, "--workers", "2") as served:
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while len(workers := worker_pids(served.process.pid)) != 2:
+            assert time.monotonic() < deadline, f"workers: {workers}\n{served.text()}"
+            time.sleep(0.1)
+        with httpx.Client(base_url=served.base_url) as http:
+            for _ in range(20):  # new connections, spread over the workers by the kernel
+                assert http.get("/readyz", headers={"Connection": "close"}).status_code == 200
+        assert served.terminate_and_wait() == 0, served.text()
+        # The supervisor waited for its workers: none is left behind.
+        assert [pid for pid in workers if Path(f"/proc/{pid}").exists()] == []
+        assert "died" not in served.text()  # no worker was killed and restarted on the way
+        assert "Traceback" not in served.text()
