@@ -12,6 +12,7 @@ from app.errors import (
     AccountDeactivated,
     AccountLinkConflict,
     InvalidSupabaseToken,
+    NotAuthenticated,
     SupabaseEmailRequired,
 )
 from app.models.user import User
@@ -20,7 +21,7 @@ from app.schemas.user import UserSummary
 from app.security import issue_token
 from app.supabase.client import SupabaseAuth
 from app.supabase.identity import SupabaseIdentity
-from app.supabase.token_extraction import TokenExtractionError, extract_token
+from app.supabase.token_extraction import TokenExtractionError, TokenMissing, extract_token
 
 # Each attempt re-reads what a concurrent sign-in committed; two always suffice in practice.
 ATTEMPTS = 3
@@ -45,6 +46,8 @@ class AuthService:
         supabase.ensure_configured()
         try:
             token = extract_token(headers, supabase.project_ref)
+        except TokenMissing as exc:
+            raise NotAuthenticated(str(exc)) from exc
         except TokenExtractionError as exc:
             raise InvalidSupabaseToken(str(exc)) from exc
         identity = await supabase.verify(token)

@@ -11,6 +11,7 @@ Whatever local verification cannot decide goes to `/auth/v1/user`.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import httpx
@@ -23,6 +24,8 @@ from app.supabase.identity import InvalidIdentity, SupabaseIdentity, identity_fr
 from app.supabase.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
 from app.supabase.local_verification import unverified_header, verify_claims, verify_hs256
 from app.supabase.token_extraction import project_ref
+
+logger = logging.getLogger("app.supabase")
 
 
 def create_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -93,7 +96,7 @@ class SupabaseAuth:
         try:
             return identity_from_user(user)
         except InvalidIdentity as exc:
-            remote.logger.warning("Supabase answered a user we cannot use: %s", exc)
+            logger.warning("Supabase answered a user we cannot use: %s", exc)
             raise SupabaseUnavailable(retry_after=remote.RETRY_AFTER_SECONDS) from exc
 
 
