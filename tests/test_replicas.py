@@ -1,0 +1,309 @@
+"""Several replicas at once: nothing that must be shared lives only in one process's memory.
+
+- `manage.py upgrade` started by four replicas at the same instant applies each revision once
+  (the PostgreSQL advisory lock in alembic/env.py), and every replica exits 0;
+- a token issued by one app instance is honoured by another, and what one instance changes
+  (a user deactivated) the other sees at once;
+- the development JWT secret file, created by several processes at the same instant, holds one
+  key that all of them read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from app.db.session import open_session
+from app.main import create_app
+from app.models.user import User
+from app.security import issue_token
+from tests.conftest import PROJECT_ROOT, TEST_SECRET, PostgresServer, make_settings, migrate
+
+REPLICAS = 4
+PROCESS_LIMIT = 60.0
+
+# Makes the processes of a test start their real work at the same instant: each says it is
+# ready, then waits for the test to say go (a file appearing in the barrier directory).
+BARRIER = """
+import os as _os, pathlib as _pathlib, time as _time
+_barrier = _os.environ.get("REPLICA_BARRIER")
+if _barrier:
+    (_pathlib.Path(_barrier) / f"ready-{_os.getpid()}").touch()
+    while not (_pathlib.Path(_barrier) / "go").exists():
+        _time.sleep(0.005)
+"""
+
+
+def start_together(
+    commands: list[list[str]], barrier: Path, cwd: Path, env: dict[str, str]
+) -> list[subprocess.CompletedProcess[str]]:
+    """Start every command, wait until all stand at the barrier, release them, collect them."""
+    barrier.mkdir()
+    processes = [
+        subprocess.Popen(
+            command,
+            cwd=cwd,
+            env={**env, "REPLICA_BARRIER": str(barrier)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    try:
+        deadline = time.monotonic() + PROCESS_LIMIT
+        while len(list(barrier.glob("ready-*"))) < len(processes):
+            failed = [p for p in processes if p.poll() is not None]
+            assert not failed, failed[0].communicate()
+            assert time.monotonic() < deadline, "processes never reached the barrier"
+            time.sleep(0.01)
+        (barrier / "go").touch()
+        results = []
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=PROCESS_LIMIT)
+            results.append(
+                subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+            )
+        return results
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+# -- migrations ---------------------------------------------------------------------------------
+
+COUNTING_REVISION = '''
+"""count the runs of this revision
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Hold the migration a moment, so the other replicas have to wait for it.
+    op.execute(sa.text("SELECT pg_sleep(0.5)"))
+    op.execute(sa.text("INSERT INTO migration_runs (backend_pid) VALUES (pg_backend_pid())"))
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+@pytest.fixture
+def counting_project(tmp_path: Path) -> Path:
+    """A copy of the project with a barrier at the top of alembic/env.py and a revision 0002
+    that records each time it is applied."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("app", "alembic"):
+        shutil.copytree(
+            PROJECT_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name in ("manage.py", "alembic.ini"):
+        shutil.copy(PROJECT_ROOT / name, project / name)
+    env_py = project / "alembic" / "env.py"
+    source = env_py.read_text()
+    head, marker, rest = source.partition("from __future__ import annotations\n")
+    assert marker
+    env_py.write_text(head + marker + BARRIER + rest)
+    (project / "alembic" / "versions" / "99990101_0002_count_runs.py").write_text(
+        textwrap.dedent(COUNTING_REVISION)
+    )
+    return project
+
+
+@pytest.fixture
+def fresh_database(postgres_server: PostgresServer) -> Iterator[tuple[str, str]]:
+    """(asyncpg URL, libpq URL) of a new database holding only the `migration_runs` table."""
+    name = postgres_server.create_database("megapolis_replicas")
+    try:
+        url = postgres_server.url_for(name)
+        libpq = make_url(url).set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute("CREATE TABLE migration_runs (backend_pid integer NOT NULL)")
+        yield url, libpq
+    finally:
+        postgres_server.drop_database(name)
+
+
+def upgrade_at_once(
+    project: Path, url: str, tmp_path: Path, replicas: int = REPLICAS
+) -> list[subprocess.CompletedProcess[str]]:
+    env = {**os.environ, "DATABASE_URL": url, "JWT_SECRET_KEY": TEST_SECRET, "APP_ENV": "test"}
+    command = [sys.executable, "manage.py", "upgrade"]
+    return start_together([command] * replicas, tmp_path / "barrier", project, env)
+
+
+def test_replicas_upgrading_at_once_apply_each_revision_once(
+    counting_project: Path, fresh_database: tuple[str, str], tmp_path: Path
+) -> None:
+    url, libpq = fresh_database
+    results = upgrade_at_once(counting_project, url, tmp_path)
+
+    assert [r.returncode for r in results] == [0] * REPLICAS, [r.stderr for r in results]
+    for result in results:
+        assert "Traceback" not in result.stderr and "error" not in result.stderr.lower()
+    # Each revision was run by exactly one replica; the others found the database at head.
+    applied = [r for r in results if "Running upgrade 0001 -> 0002" in r.stderr]
+    assert len(applied) == 1, [r.stderr for r in results]
+    assert sum("Running upgrade  -> 0001" in r.stderr for r in results) == 1
+    with psycopg.connect(libpq) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT count(*) FROM migration_runs").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+
+def test_without_the_lock_the_same_race_breaks(
+    counting_project: Path, fresh_database: tuple[str, str], tmp_path: Path
+) -> None:
+    """Control: with the advisory lock taken out of the copy, the same start breaks — so the
+    test above does exercise a real race."""
+    env_py = counting_project / "alembic" / "env.py"
+    source = env_py.read_text()
+    assert 'locked = connection.dialect.name == "postgresql"' in source
+    env_py.write_text(
+        source.replace('locked = connection.dialect.name == "postgresql"', "locked = False")
+    )
+    url, libpq = fresh_database
+    results = upgrade_at_once(counting_project, url, tmp_path, replicas=2)
+
+    with psycopg.connect(libpq) as conn:
+        runs = conn.execute("SELECT count(*) FROM migration_runs").fetchone()
+    failures = [r for r in results if r.returncode != 0]
+    assert failures or runs != (1,), "two unlocked upgrades at once did not collide"
+
+
+# -- app instances ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+        migrate(make_settings(url))
+        yield url
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database("megapolis_instances")
+    try:
+        url = server.url_for(name)
+        migrate(make_settings(url))
+        yield url
+    finally:
+        server.drop_database(name)
+
+
+async def running_instance(stack: AsyncExitStack, settings: Settings) -> httpx.AsyncClient:
+    app: FastAPI = create_app(settings)
+    await stack.enter_async_context(app.router.lifespan_context(app))
+    transport = httpx.ASGITransport(app=app)
+    return await stack.enter_async_context(
+        httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    )
+
+
+@pytest.fixture
+async def two_instances(shared_database: str) -> AsyncIterator[tuple[httpx.AsyncClient, ...]]:
+    async with AsyncExitStack() as stack:
+        # Two settings objects read separately, as two processes would.
+        first = await running_instance(stack, make_settings(shared_database))
+        second = await running_instance(stack, make_settings(shared_database))
+        yield first, second
+
+
+async def test_tokens_and_changes_are_shared_between_instances(
+    shared_database: str, two_instances: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    first, second = two_instances
+    settings = make_settings(shared_database)
+    async with open_session(settings) as session:
+        admin = await User.create(session, email="admin@example.com", is_superuser=True)
+        await session.commit()
+    admin_token = issue_token(settings, user_id=admin.id, email=admin.email).token
+    admin_headers = {"Authorization": f"Bearer {admin_token}"}
+
+    # A user created through one instance...
+    created = await first.post(
+        "/api/v1/users/", json={"email": "shared@example.com"}, headers=admin_headers
+    )
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    # ...is seen by the other, and a token issued by the first works on the second.
+    token = issue_token(settings, user_id=user_id, email="shared@example.com").token
+    headers = {"Authorization": f"Bearer {token}"}
+    for instance in (first, second):
+        me = await instance.get("/auth/me", headers=headers)
+        assert me.status_code == 200 and me.json()["user"]["id"] == user_id
+
+    # Deactivated through the second instance: the first refuses the token on the next request
+    # (no per-process cache of users or tokens).
+    patched = await second.patch(
+        f"/api/v1/users/{user_id}", json={"is_active": False}, headers=admin_headers
+    )
+    assert patched.status_code == 200, patched.text
+    for instance in (first, second):
+        assert (await instance.get("/auth/me", headers=headers)).status_code == 401
+    # Deleted through the first: gone for the second too.
+    assert (
+        await first.delete(f"/api/v1/users/{user_id}", headers=admin_headers)
+    ).status_code == 204
+    assert (await second.get(f"/api/v1/users/{user_id}", headers=admin_headers)).status_code == 404
+
+
+# -- development secret -------------------------------------------------------------------------
+
+READ_SECRET = (
+    """
+import sys
+from pathlib import Path
+from app.config import development_secret
+"""
+    + BARRIER
+    + """
+print(development_secret(Path(sys.argv[1])))
+"""
+)
+
+
+def test_development_secret_file_is_shared_by_processes_starting_at_once(tmp_path: Path) -> None:
+    secret_file = tmp_path / ".secrets" / "jwt_secret_key"
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
+    command = [sys.executable, "-c", READ_SECRET, str(secret_file)]
+    results = start_together([command] * 4, tmp_path / "barrier", PROJECT_ROOT, env)
+
+    assert [r.returncode for r in results] == [0] * 4, [r.stderr for r in results]
+    keys = {r.stdout.strip() for r in results}
+    assert len(keys) == 1, keys
+    key = keys.pop()
+    assert len(key.encode()) >= 32
+    assert secret_file.read_text().strip() == key
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in secret_file.parent.iterdir()) == [
+        "jwt_secret_key"
+    ]  # no leftovers
