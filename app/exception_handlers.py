@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -26,7 +30,45 @@ async def dbapi_error(request: Request, exc: Exception) -> JSONResponse:
     return database_unavailable(request, exc)
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII characters escaped: it can always be encoded, even when it echoes a
+    lone UTF-16 surrogate that a client sent as `"\\ud800"` (UTF-8 cannot encode that)."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+        return text.encode()
+
+
+# A 1 MiB body can hold ~100k unknown keys, one error each: rendering them all would take seconds
+# of the event loop and answer ~8 MiB. The first errors are enough to fix a request, and inputs
+# (that the caller already has) are echoed only when small.
+MAX_REPORTED_ERRORS = 20
+MAX_ECHOED_INPUT = 256
+
+
+def _lossy_text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def _reportable(error: dict[str, Any]) -> dict[str, Any]:
+    echoed = error.get("input")
+    too_big = isinstance(echoed, (dict, list, tuple)) or (
+        isinstance(echoed, (str, bytes)) and len(echoed) > MAX_ECHOED_INPUT
+    )
+    return {key: value for key, value in error.items() if key != "input"} if too_big else error
+
+
+async def request_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, bounded in size, and safe for any input: a body that is not UTF-8 (sent
+    as text/plain, form data…) or a lone surrogate would otherwise turn it into a 500."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [_reportable(error) for error in exc.errors()[:MAX_REPORTED_ERRORS]]
+    content = {"detail": jsonable_encoder(errors, custom_encoder={bytes: _lossy_text})}
+    return AsciiJSONResponse(content, status_code=422)
+
+
 def install_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, request_validation_error)
     # asyncio.TimeoutError (asyncpg's command_timeout) is the builtin TimeoutError only from 3.11.
     for unavailable in (
         OperationalError,

@@ -12,7 +12,11 @@ from app.config import Settings, get_settings
 from app.db.session import Database
 from app.exception_handlers import install_exception_handlers
 from app.logging import configure_logging
-from app.middlewares import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.middlewares import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    RequestHeadLimitMiddleware,
+)
 from app.router import router
 from app.supabase.client import SupabaseAuth, create_http_client
 
@@ -47,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Request-ID", "Retry-After"],
         max_age=600,
     )
-    # Outermost, so every answer (CORS refusals and 413s included) carries X-Request-ID.
+    app.add_middleware(RequestHeadLimitMiddleware)
+    # Outermost, so every answer (CORS refusals, 413s and 431s included) carries X-Request-ID.
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -1,4 +1,5 @@
 from app.middlewares.body_limit import BodySizeLimitMiddleware
 from app.middlewares.request_context import RequestContextMiddleware
+from app.middlewares.request_head_limit import RequestHeadLimitMiddleware
 
-__all__ = ["BodySizeLimitMiddleware", "RequestContextMiddleware"]
+__all__ = ["BodySizeLimitMiddleware", "RequestContextMiddleware", "RequestHeadLimitMiddleware"]

@@ -6,8 +6,13 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Methods whose bodies the app never reads: passed through untouched.
+BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-def _json_response(status: int, detail: str) -> tuple[Message, Message]:
+
+def json_error(status: int, detail: str) -> tuple[Message, Message]:
+    """A complete `{"detail": ...}` answer that closes the connection (the rest of the request
+    may still be arriving)."""
     body = json.dumps({"detail": detail}).encode()
     start: Message = {
         "type": "http.response.start",
@@ -21,17 +26,18 @@ def _json_response(status: int, detail: str) -> tuple[Message, Message]:
     return start, {"type": "http.response.body", "body": body}
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimitMiddleware:
+    """A declared `Content-Length` over the limit is refused at once. Otherwise the body is read
+    here, up to the limit, before the app runs: a chunked body (no `Content-Length`) is refused
+    with 413 as soon as it passes the limit, and the app never sees part of a body. (An error
+    raised while FastAPI reads the body would become its generic 400.)"""
+
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http" or scope["method"] in BODILESS_METHODS:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
@@ -41,31 +47,34 @@ class BodySizeLimitMiddleware:
                     return
                 break
 
+        chunks: list[bytes] = []
         received = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not response_started:
+            if message["type"] != "http.request":
+                return  # the client went away before sending the whole body
+            chunk: bytes = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
                 await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay_receive() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as servers do
+
+        await self.app(scope, replay_receive, send)
 
     async def _refuse(self, send: Send) -> None:
-        start, body = _json_response(413, f"Request body larger than {self.max_bytes} bytes")
+        start, body = json_error(413, f"Request body larger than {self.max_bytes} bytes")
         await send(start)
         await send(body)

@@ -8,8 +8,14 @@ from pydantic import AfterValidator, EmailStr, Field, StringConstraints
 from app.models.user import EMAIL_MAX_LENGTH, normalize_email
 from app.schemas.base import RequestSchema, Schema
 
+# No control characters (C0, DEL, C1): PostgreSQL refuses NUL in text, and newlines or terminal
+# escapes have no place in a name. (Lone UTF-16 surrogates are refused by pydantic itself.)
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1F\x7F-\x9F]*$"
+
 Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(normalize_email)]
-FullName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+FullName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS)
+]
 
 
 class UserCreateRequest(RequestSchema):
