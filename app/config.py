@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     DATABASE_POOL_RECYCLE: int = Field(default=1800, ge=-1)
     DATABASE_CONNECT_TIMEOUT: float = Field(default=5.0, gt=0)
     DATABASE_STATEMENT_TIMEOUT: float = Field(default=10.0, gt=0)
+    # Pooled connections idle longer than this are pinged before use (0: ping on every checkout,
+    # i.e. SQLAlchemy's pool_pre_ping). See app/db/ping.py for why not always.
+    DATABASE_PING_IDLE_SECONDS: float = Field(default=2.0, ge=0)
     # "transaction" turns prepared statements off for PgBouncer / Supabase's pooler (port 6543);
     # "auto" detects that port or `?pgbouncer=true` in the URL.
     DATABASE_POOL_MODE: Literal["auto", "session", "transaction"] = "auto"

@@ -1,13 +1,22 @@
-"""Every route module is registered here: versioned resources under /api/v1."""
+"""Every route module is registered here, with its prefix: the one place that lists the API.
 
-from fastapi import APIRouter
+Routers are included into the app directly (not nested inside one another): each level of
+nesting costs a route-matching pass on every request.
+"""
+
+from fastapi import APIRouter, FastAPI
 
 from app.routes import auth, health, user
 
-api_v1_router = APIRouter(prefix="/api/v1")
-api_v1_router.include_router(user.router)
+API_V1_PREFIX = "/api/v1"
 
-router = APIRouter()
-router.include_router(health.router)
-router.include_router(auth.router)
-router.include_router(api_v1_router)
+ROUTERS: list[tuple[APIRouter, str]] = [
+    (health.router, ""),
+    (auth.router, ""),
+    (user.router, API_V1_PREFIX),
+]
+
+
+def include_routers(app: FastAPI) -> None:
+    for router, prefix in ROUTERS:
+        app.include_router(router, prefix=prefix)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 import jwt
 
@@ -34,6 +36,21 @@ def issue_token(settings: Settings, *, user_id: int, email: str) -> IssuedToken:
 def read_user_id(token: str, secret: str) -> int:
     """The user id of a valid token. Only HS256 is accepted, so `none` and RS/ES tokens
     (algorithm confusion) fail like a bad signature."""
+    user_id, expires_at = _verify_signature(token, secret)
+    if expires_at <= time.time():
+        raise InvalidToken("Token has expired")
+    return user_id
+
+
+@lru_cache(maxsize=8192)
+def _verify_signature(token: str, secret: str) -> tuple[int, int]:
+    """(user id, exp) of a token whose signature and claims are valid.
+
+    A pure function of its arguments, so it is memoized: a front end sends the same token on
+    every request for weeks, and PyJWT's checks cost more than the rest of an authenticated
+    read. Expiry is checked by the caller on every use; failures are not cached (exceptions
+    never are), and neither is anything about the user: the database is asked every time.
+    """
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS}
@@ -48,4 +65,4 @@ def read_user_id(token: str, secret: str) -> int:
     user_id = int(subject[:12])
     if not 1 <= user_id <= MAX_INT_ID or len(subject) > 12:
         raise InvalidToken("Invalid token")
-    return user_id
+    return user_id, int(claims["exp"])

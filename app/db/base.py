@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Engine, MetaData, select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    class_mapper,
+    make_transient_to_detached,
+    mapped_column,
+)
 from sqlalchemy.types import TypeDecorator
 
 # Integer primary keys are 32-bit on PostgreSQL: larger ids cannot exist, so never query them.
@@ -55,6 +62,18 @@ class TimestampMixin:
 
 ModelT = TypeVar("ModelT", bound="CRUDMixin")
 
+_autocommit_engines: WeakKeyDictionary[Engine, AsyncEngine] = WeakKeyDictionary()
+
+
+def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine and pool, with statements that run outside a transaction."""
+    try:
+        return _autocommit_engines[engine.sync_engine]
+    except KeyError:
+        derived = engine.execution_options(isolation_level="AUTOCOMMIT")
+        _autocommit_engines[engine.sync_engine] = derived
+        return derived
+
 
 class CRUDMixin:
     """Active-record helpers. They take the session explicitly, flush, and never commit:
@@ -62,7 +81,40 @@ class CRUDMixin:
 
     @classmethod
     async def get_by_id(cls: type[ModelT], session: AsyncSession, id: int) -> ModelT | None:
-        return await session.get(cls, id)
+        """The row with this primary key, as an object of the session.
+
+        While the session has no transaction open (the usual case at the start of a request),
+        the row is read with one autocommitted SELECT instead of BEGIN + SELECT + ROLLBACK and
+        attached to the session without another query. Under READ COMMITTED that sees exactly
+        what a read inside a transaction would.
+        """
+        key = class_mapper(cls).identity_key_from_primary_key((id,))
+        if (
+            session.in_transaction()
+            or key in session.identity_map
+            or not isinstance(session.bind, AsyncEngine)
+        ):
+            return await session.get(cls, id)
+        obj = await cls.read_detached(session.bind, id)
+        if obj is not None:
+            session.add(obj)
+        return obj
+
+    @classmethod
+    async def read_detached(cls: type[ModelT], engine: AsyncEngine, id: int) -> ModelT | None:
+        """The row with this primary key, read with one autocommitted SELECT and no session.
+        The object is detached: `session.add()` it to change or delete it."""
+        mapper = class_mapper(cls)
+        table = mapper.local_table
+        statement = select(table).where(mapper.primary_key[0] == id)
+        async with autocommit_engine(engine).connect() as connection:
+            row = (await connection.execute(statement)).first()
+        if row is None:
+            return None
+        values = zip(table.c, row, strict=True)
+        obj = cls(**{mapper.get_property_by_column(column).key: v for column, v in values})
+        make_transient_to_detached(obj)
+        return obj
 
     @classmethod
     async def create(cls: type[ModelT], session: AsyncSession, **values: Any) -> ModelT:
@@ -72,10 +124,12 @@ class CRUDMixin:
         return obj
 
     async def update(self, session: AsyncSession, **values: Any) -> None:
+        session.add(self)
         for name, value in values.items():
             setattr(self, name, value)
         await session.flush()
 
     async def delete(self, session: AsyncSession) -> None:
+        session.add(self)
         await session.delete(self)
         await session.flush()

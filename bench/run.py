@@ -1,0 +1,498 @@
+"""`make bench`: load the API and two bare references with wrk, in one run, and compare.
+
+What it does:
+- creates a PostgreSQL database (BENCH_POSTGRES_URL, default the local server), migrates it and
+  seeds 10,000 users (id 1 is a superuser);
+- starts three servers, each uvicorn with 1 worker pinned to CPU 0: the API as in production
+  (`manage.py run --no-reload`, APP_ENV=production, access log on), R1 (bare FastAPI, constant
+  JSON) and R2 (bare FastAPI + PyJWT + raw asyncpg read by primary key);
+- pins wrk and PostgreSQL to CPU 1, waits for a quiet machine, runs every target `--rounds`
+  times interleaved, and reports medians of req/s, p50/p99 latency and server CPU µs/request;
+- prints, last, `bench: root=R auth_me=R users_me=R user_by_id=R` (ratios to R1 / R2).
+
+Needs wrk (Debian/Ubuntu: `sudo apt-get install wrk`; macOS: `brew install wrk`) and taskset
+(util-linux). Without taskset it runs unpinned and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from app.config import Settings  # noqa: E402
+from app.security import issue_token  # noqa: E402
+
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+USERS = 10_000
+TOKENS = 1_000
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+
+@dataclass
+class Target:
+    name: str
+    server: str  # "api", "r1" or "r2"
+    path: str
+    lua: str
+    reference: str | None = None  # which reference the ratio is taken against
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies over all CPUs, from /proc/stat."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(parts[11]) + int(parts[12])) / ticks
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    result = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return result
+    for child in children:
+        result.extend(descendants(int(child)))
+    return result
+
+
+def postgres_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def wait_for_quiet(max_wait: float, threshold_cores: float = 0.10) -> float:
+    """Wait until the machine's busy CPU is under `threshold_cores`; returns the last reading."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy0, total0 = cpu_times()
+        time.sleep(1.0)
+        busy1, total1 = cpu_times()
+        cores = (os.cpu_count() or 1) * (busy1 - busy0) / max(total1 - total0, 1)
+        if cores < threshold_cores or time.monotonic() > deadline:
+            return cores
+
+
+def pin(pids: list[int], cpus: str) -> None:
+    for pid in pids:
+        command = ["taskset", "-a", "-p", "-c", cpus, str(pid)]
+        subprocess.run(command, capture_output=True, check=False)
+
+
+def lua_table(values: list[str]) -> str:
+    return "{" + ",".join(json.dumps(v) for v in values) + "}"
+
+
+def lua_script(method: str, paths: list[str], tokens: list[str], body: str | None) -> str:
+    body_lua = json.dumps(body) if body is not None else "nil"
+    return f"""
+local paths = {lua_table(paths)}
+local tokens = {lua_table(tokens)}
+local body = {body_lua}
+local headers = {{}}
+if body then headers["Content-Type"] = "application/json" end
+request = function()
+  local token = tokens[math.random(#tokens)]
+  if token ~= "" then headers["Authorization"] = "Bearer " .. token end
+  return wrk.format("{method}", paths[math.random(#paths)], headers, body)
+end
+"""
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    def latency_ms(label: str) -> float:
+        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        if not match:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "requests": float(total.group(1)) if total else 0.0,
+        "p50": latency_ms("50"),
+        "p99": latency_ms("99"),
+        "errors": float(errors),
+    }
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.pinned = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+        self.admin_url = os.environ.get(
+            "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        )
+        self.database = f"megapolis_bench_{os.getpid()}"
+        self.servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        self.workdir = Path(tempfile.mkdtemp(prefix="megapolis-bench-"))
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+
+    # --- database -------------------------------------------------------------------------
+    def db_url(self, driver: str) -> str:
+        info = psycopg.conninfo.conninfo_to_dict(self.admin_url)
+        password = f":{info['password']}" if info.get("password") else ""
+        host, port = info.get("host", "127.0.0.1"), info.get("port", 5432)
+        scheme = "postgresql" if driver == "" else f"postgresql+{driver}"
+        return f"{scheme}://{info.get('user', 'postgres')}{password}@{host}:{port}/{self.database}"
+
+    def create_database(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        env = {**os.environ, "DATABASE_URL": self.db_url("asyncpg"), "JWT_SECRET_KEY": SECRET}
+        subprocess.run(
+            [sys.executable, "manage.py", "upgrade"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        with psycopg.connect(self.db_url("")) as conn, conn.cursor() as cur:
+            with cur.copy(
+                "COPY users (email, full_name, is_active, is_superuser, created_at, updated_at) "
+                "FROM STDIN"
+            ) as copy:
+                for i in range(1, USERS + 1):
+                    copy.write_row(
+                        (f"user{i}@example.com", f"User {i}", True, i == 1, "now()", "now()")
+                    )
+            conn.commit()
+            cur.execute("ANALYZE users")
+            conn.commit()
+
+    def drop_database(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(self.database)
+                )
+            )
+
+    # --- servers --------------------------------------------------------------------------
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        port = free_port()
+        command = [c.replace("{port}", str(port)) for c in command]
+        if self.pinned:
+            command = ["taskset", "-c", SERVER_CPU, *command]
+        log = (RESULTS_DIR / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=log, stderr=log
+        )
+        self.servers[name] = (process, port)
+
+    def start_servers(self) -> None:
+        api_env = {
+            "APP_ENV": "production",
+            "JWT_SECRET_KEY": SECRET,
+            "DATABASE_URL": self.db_url(self.args.driver),
+            "LOG_LEVEL": "INFO",
+        }
+        self.start(
+            "api",
+            [sys.executable, "manage.py", "run", "--no-reload", "--port", "{port}"],
+            api_env,
+        )
+        uvicorn = [sys.executable, "-m", "uvicorn", "--port", "{port}", "--no-access-log"]
+        uvicorn += ["--log-level", "warning"]
+        self.start("r1", [*uvicorn, "bench.ref_bare:app"], {})
+        self.start(
+            "r2",
+            [*uvicorn, "bench.ref_asyncpg:app"],
+            {"JWT_SECRET_KEY": SECRET, "BENCH_ASYNCPG_DSN": self.db_url("")},
+        )
+        deadline = time.monotonic() + 30
+        for name, (process, port) in self.servers.items():
+            probe = "/healthz" if name == "api" else "/"
+            probe = "/openapi.json" if name == "r2" else probe
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"{name} server exited; see {RESULTS_DIR / (name + '.log')}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}{probe}", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name} server did not start")
+                time.sleep(0.2)
+
+    def stop_servers(self) -> None:
+        for process, _ in self.servers.values():
+            if process.poll() is None:
+                process.terminate()
+        for process, _ in self.servers.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    # --- targets --------------------------------------------------------------------------
+    def targets(self) -> list[Target]:
+        settings = Settings(_env_file=None, JWT_SECRET_KEY=SECRET, APP_ENV="production")
+        rng = random.Random(42)
+        user_ids = rng.sample(range(2, USERS + 1), TOKENS)
+        tokens = [
+            issue_token(settings, user_id=i, email=f"user{i}@example.com").token for i in user_ids
+        ]
+        admin = issue_token(settings, user_id=1, email="user1@example.com").token
+        ids = [f"/api/v1/users/{i}" for i in rng.sample(range(1, USERS + 1), 2000)]
+        offsets = [rng.randrange(0, USERS - 20) for _ in range(500)]
+        pages = [f"/api/v1/users/?limit=20&offset={offset}" for offset in offsets]
+        patch_body = json.dumps({"full_name": "Bench User"})
+
+        def script(name: str, *a: object) -> str:
+            path = self.workdir / f"{name}.lua"
+            path.write_text(lua_script(*a))  # type: ignore[arg-type]
+            return str(path)
+
+        return [
+            Target("R1 bare FastAPI", "r1", "/", script("r1", "GET", ["/"], [""], None)),
+            Target(
+                "R2 JWT + asyncpg",
+                "r2",
+                "/users/me",
+                script("r2", "GET", ["/users/me"], tokens, None),
+            ),
+            Target("GET /", "api", "/", script("root", "GET", ["/"], [""], None), "r1"),
+            Target(
+                "GET /auth/me",
+                "api",
+                "/auth/me",
+                script("auth_me", "GET", ["/auth/me"], tokens, None),
+                "r2",
+            ),
+            Target(
+                "GET /api/v1/users/me",
+                "api",
+                "/api/v1/users/me",
+                script("users_me", "GET", ["/api/v1/users/me"], tokens, None),
+                "r2",
+            ),
+            Target(
+                "GET /api/v1/users/{id}",
+                "api",
+                "/api/v1/users/{id}",
+                script("user_by_id", "GET", ids, [admin], None),
+                "r2",
+            ),
+            Target(
+                "GET /api/v1/users/ (page of 20)",
+                "api",
+                "/api/v1/users/",
+                script("users_page", "GET", pages, [admin], None),
+                "r2",
+            ),
+            Target(
+                "PATCH /api/v1/users/me",
+                "api",
+                "/api/v1/users/me",
+                script("patch_me", "PATCH", ["/api/v1/users/me"], tokens, patch_body),
+                "r2",
+            ),
+        ]
+
+    def check_answers(self, targets: list[Target]) -> None:
+        """Every target answers 2xx before it is measured (a fast 401 would be a lie)."""
+        for target in targets:
+            port = self.servers[target.server][1]
+            text = Path(target.lua).read_text()
+            path = json.loads("[" + text.split("local paths = {", 1)[1].split("}", 1)[0] + "]")[0]
+            tokens = json.loads("[" + text.split("local tokens = {", 1)[1].split("}", 1)[0] + "]")
+            headers = {"Authorization": f"Bearer {tokens[0]}"} if tokens[0] else {}
+            method = "PATCH" if "PATCH" in text else "GET"
+            body = {"full_name": "Bench User"} if method == "PATCH" else None
+            response = httpx.request(
+                method, f"http://127.0.0.1:{port}{path}", headers=headers, json=body
+            )
+            if not response.is_success:
+                raise SystemExit(f"{target.name}: {response.status_code} {response.text[:200]}")
+
+    def run_wrk(self, target: Target, duration: float) -> dict[str, float]:
+        process, port = self.servers[target.server]
+        url = f"http://127.0.0.1:{port}"
+        command = ["wrk", f"-t{self.args.threads}", f"-c{self.args.connections}"]
+        command += [f"-d{max(1, round(duration))}s", "--latency", "-s", target.lua, url]
+        if self.pinned:
+            command = ["taskset", "-c", LOAD_CPU, *command]
+        server_pids = descendants(process.pid)
+        pg_pids = postgres_pids()
+        server0 = process_cpu_seconds(server_pids)
+        pg0 = process_cpu_seconds(pg_pids)
+        children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy0, total0 = cpu_times()
+        started = time.monotonic()
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        elapsed = time.monotonic() - started
+        busy1, total1 = cpu_times()
+        children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_cpu = process_cpu_seconds(server_pids) - server0
+        pg_cpu = process_cpu_seconds(pg_pids) - pg0
+        wrk_cpu = (children1.ru_utime - children0.ru_utime) + (
+            children1.ru_stime - children0.ru_stime
+        )
+        machine = (os.cpu_count() or 1) * elapsed * (busy1 - busy0) / max(total1 - total0, 1)
+        result = parse_wrk(output)
+        result["server_us"] = 1e6 * server_cpu / max(result["requests"], 1)
+        # CPU used by anything but the server, wrk and PostgreSQL (irq/softirq included).
+        result["foreign_cores"] = max(0.0, (machine - server_cpu - pg_cpu - wrk_cpu) / elapsed)
+        return result
+
+    def measure(self, targets: list[Target]) -> None:
+        for round_number in range(1, self.args.rounds + 1):
+            for target in targets:
+                self.run_wrk(target, self.args.warmup)  # warm-up, discarded
+                for attempt in range(3):
+                    quiet = wait_for_quiet(self.args.quiet_wait)
+                    result = self.run_wrk(target, self.args.duration)
+                    result["quiet_before"] = quiet
+                    if result["foreign_cores"] <= self.args.max_foreign or attempt == 2:
+                        break
+                    print(f"  noisy run ({result['foreign_cores']:.2f} foreign cores), retrying")
+                target.runs.append(result)
+                print(
+                    f"round {round_number} {target.name:32s} {result['rps']:9.0f} req/s "
+                    f"p50 {result['p50']:6.1f} ms p99 {result['p99']:6.1f} ms "
+                    f"{result['server_us']:6.0f} µs/req errors {result['errors']:.0f} "
+                    f"foreign {result['foreign_cores']:.2f}",
+                    flush=True,
+                )
+
+    def report(self, targets: list[Target]) -> None:
+        def median(target: Target, key: str) -> float:
+            return statistics.median(run[key] for run in target.runs)
+
+        by_server = {t.server: t for t in targets if t.reference is None}
+        print()
+        print(
+            f"Medians of {self.args.rounds} interleaved runs, wrk -t{self.args.threads} "
+            f"-c{self.args.connections} -d{self.args.duration}s, "
+            + ("server on CPU 0, wrk + PostgreSQL on CPU 1" if self.pinned else "UNPINNED")
+            + f", driver {self.args.driver}"
+        )
+        header = f"| {'target':32s} | req/s | p50 ms | p99 ms | µs/req | errors | ratio |"
+        print(header)
+        print("|" + "---|" * 7)
+        ratios: dict[str, float] = {}
+        for target in targets:
+            rps = median(target, "rps")
+            ratio = ""
+            if target.reference is not None:
+                reference = median(by_server[target.reference], "rps")
+                ratios[target.name] = rps / reference if reference else 0.0
+                ratio = f"{ratios[target.name]:.2f} × {target.reference.upper()}"
+            errors = sum(run["errors"] for run in target.runs)
+            print(
+                f"| {target.name:32s} | {rps:,.0f} | {median(target, 'p50'):.1f} | "
+                f"{median(target, 'p99'):.1f} | {median(target, 'server_us'):.0f} | "
+                f"{errors:.0f} | {ratio} |"
+            )
+        keys = {
+            "root": "GET /",
+            "auth_me": "GET /auth/me",
+            "users_me": "GET /api/v1/users/me",
+            "user_by_id": "GET /api/v1/users/{id}",
+        }
+        summary = {key: ratios[name] for key, name in keys.items() if name in ratios}
+        (RESULTS_DIR / "last.json").write_text(
+            json.dumps({t.name: t.runs for t in targets}, indent=1)
+        )
+        print()
+        print("bench: " + " ".join(f"{k}={v:.2f}" for k, v in summary.items()))
+
+    def run(self) -> None:
+        if shutil.which("wrk") is None:
+            raise SystemExit(
+                "wrk is not installed: `sudo apt-get install wrk` (Debian/Ubuntu) "
+                "or `brew install wrk` (macOS)"
+            )
+        if not self.pinned:
+            print("taskset not available (or 1 CPU): running UNPINNED")
+        original_pg_affinity = "0-" + str((os.cpu_count() or 1) - 1)
+        try:
+            print(f"seeding {USERS} users into {self.database} …", flush=True)
+            self.create_database()
+            if self.pinned:
+                pin(postgres_pids(), LOAD_CPU)
+            self.start_servers()
+            targets = self.targets()
+            if self.args.only:
+                keep = {"r1", "r2", *self.args.only}
+                targets = [t for t in targets if t.server in keep or t.name in keep]
+            self.check_answers(targets)
+            self.measure(targets)
+            self.report(targets)
+        finally:
+            self.stop_servers()
+            if self.pinned:
+                pin(postgres_pids(), original_pg_affinity)
+            self.drop_database()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of discarded warm-up")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--driver", choices=["asyncpg", "psycopg"], default="asyncpg")
+    parser.add_argument("--quiet-wait", type=float, default=60.0, help="max wait for quiet CPU")
+    parser.add_argument("--max-foreign", type=float, default=0.10, help="foreign cores allowed")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help='measure only these targets (e.g. "GET /auth/me")'
+    )
+    Bench(parser.parse_args()).run()
+
+
+if __name__ == "__main__":
+    main()
