@@ -17,7 +17,7 @@ from app.middlewares import (
     RequestContextMiddleware,
     RequestHeadLimitMiddleware,
 )
-from app.router import router
+from app.router import include_routers
 from app.supabase.client import SupabaseAuth, create_http_client
 
 
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.include_router(router)
+    include_routers(app)
     install_exception_handlers(app)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)

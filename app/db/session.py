@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool, StaticPool
 
 from app.config import Settings, get_settings
+from app.db.ping import install_idle_ping
 
 logger = logging.getLogger("app.db")
 
@@ -79,7 +80,8 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         "max_overflow": settings.DATABASE_MAX_OVERFLOW,
         "pool_timeout": settings.DATABASE_POOL_TIMEOUT,
         "pool_recycle": settings.DATABASE_POOL_RECYCLE,
-        "pool_pre_ping": True,
+        # 0 → SQLAlchemy's pool_pre_ping (every checkout); else app.db.ping (idle ones only).
+        "pool_pre_ping": settings.DATABASE_PING_IDLE_SECONDS == 0,
     }
 
 
@@ -153,6 +155,8 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     engine = create_async_engine(strip_app_query(settings.database_url), **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    elif pooled and settings.DATABASE_PING_IDLE_SECONDS > 0:
+        install_idle_ping(engine, settings.DATABASE_PING_IDLE_SECONDS)
     return engine
 
 
