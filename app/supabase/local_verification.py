@@ -19,12 +19,15 @@ REQUIRED_CLAIMS = ["exp", "iat", "sub"]
 
 
 def unverified_header(token: str) -> dict[str, Any]:
-    """The JOSE header, unverified. A token whose header cannot be read is refused at once:
-    Supabase would refuse it too."""
+    """The JOSE header, unverified. A token whose header cannot be read, or names no algorithm,
+    is refused at once: Supabase would refuse it too."""
     try:
-        return jwt.get_unverified_header(token)
+        header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
         raise InvalidSupabaseToken() from exc
+    if not isinstance(header.get("alg"), str):
+        raise InvalidSupabaseToken()
+    return header
 
 
 def verify_hs256(token: str, secret: str) -> SupabaseIdentity:
