@@ -16,6 +16,7 @@ from app.middlewares import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
     RequestHeadLimitMiddleware,
+    SecurityHeadersMiddleware,
 )
 from app.router import include_routers
 from app.supabase.client import SupabaseAuth, create_http_client
@@ -52,8 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestHeadLimitMiddleware)
-    # Outermost, so every answer (CORS refusals, 413s and 431s included) carries X-Request-ID.
+    # So every answer (CORS refusals, 413s and 431s included) carries X-Request-ID.
     app.add_middleware(RequestContextMiddleware)
+    # Outermost, so the last-resort 500 gets the security headers too.
+    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs)
     return app
 
 

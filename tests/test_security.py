@@ -1,0 +1,174 @@
+"""Security properties docs/security.md points to: security headers, errors that leak nothing,
+logs that cannot be forged, ids that reveal nothing, payloads that carry only documented fields."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from app.config import Settings
+from app.db.base import MAX_INT_ID
+from app.db.session import SessionDep
+from app.main import create_app
+from tests.conftest import AuthHeaders, UserFactory
+
+API_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "cache-control": "no-store",
+}
+DOCS_PATHS = ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"]
+
+
+def assert_api_headers(response: httpx.Response) -> None:
+    for name, value in API_HEADERS.items():
+        assert response.headers.get(name) == value, (response.request.url, name, response.headers)
+
+
+async def test_every_kind_of_api_answer_carries_the_security_headers(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    user = await make_user()
+    answers = [
+        await client.get("/"),
+        await client.get("/healthz"),
+        await client.get("/api/v1/users/me", headers=auth(user)),
+        await client.get("/api/v1/users/me"),
+        await client.get("/api/v1/users/", headers=auth(user)),
+        await client.get("/no/such/path"),
+        await client.put("/api/v1/users/me"),
+        await client.patch("/api/v1/users/me", headers=auth(user), json={"id": 1}),
+        await client.post("/api/v1/users/", headers={"content-length": str(10**9)}),
+        await client.get("/", headers={"x-big": "a" * 100_000}),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 401, 403, 404, 405, 422, 413, 431]
+    for answer in answers:
+        assert_api_headers(answer)
+        assert answer.headers["x-request-id"]
+
+
+async def test_docs_keep_working_and_cannot_be_framed(client: httpx.AsyncClient) -> None:
+    """Swagger UI and ReDoc load scripts from a CDN: no CSP there, and no `no-store`."""
+    for path in DOCS_PATHS:
+        response = await client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "content-security-policy" not in response.headers
+        assert response.headers.get("cache-control") != "no-store"
+    assert "swagger-ui" in (await client.get("/docs")).text
+
+
+@pytest.fixture
+async def app_with_faulty_routes(db_settings: Settings) -> AsyncIterator[FastAPI]:
+    """The real app plus two routes that fail the ways a bug would."""
+    application = create_app(db_settings)
+
+    async def crash() -> None:
+        raise RuntimeError("password=hunter2 in SELECT secret FROM vault")
+
+    async def bad_sql(session: SessionDep) -> None:
+        await session.execute(text("SELECT secret_column FROM no_such_table"))
+
+    application.add_api_route("/boom", crash)
+    application.add_api_route("/bad-sql", bad_sql)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def test_unexpected_errors_leak_no_detail(
+    app_with_faulty_routes: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = httpx.ASGITransport(app=app_with_faulty_routes, raise_app_exceptions=False)
+    logger = logging.getLogger("app")
+    logger.addHandler(caplog.handler)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            crash = await http.get("/boom")
+            bad_sql = await http.get("/bad-sql")
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert crash.status_code == 500
+    assert crash.json() == {"detail": "Internal server error"}
+    assert_api_headers(crash)
+    # SQLite reports a missing table as an OperationalError (503); PostgreSQL as a 500.
+    assert bad_sql.status_code in (500, 503)
+    for answer in (crash, bad_sql):
+        assert set(answer.json()) == {"detail"}
+        for secret in ("hunter2", "SELECT", "secret", "no_such_table", "Traceback"):
+            assert secret not in answer.text
+    # The details go to the log, with the request id, not to the caller.
+    assert any(r.exc_info and "hunter2" in str(r.exc_info[1]) for r in caplog.records)
+
+
+async def test_log_lines_cannot_be_forged_through_the_path(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger("app")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="app.access"):
+            await client.get("/x%0d%0aGET%20/admin%20200%201.0ms%20rid=forged%00")
+    finally:
+        logger.removeHandler(caplog.handler)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "app.access"]
+    assert "\n" not in line and "\r" not in line and "\x00" not in line
+    assert line.startswith("GET /x\\x0d\\x0aGET /admin 200 1.0ms rid=forged\\x00 404 ")
+
+
+async def test_other_users_ids_reveal_nothing(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    """A regular user gets the same 403, with the same body, for an existing user, a missing
+    one and the largest id: permission is checked before the lookup (no enumeration)."""
+    user = await make_user()
+    other = await make_user()
+    answers: dict[str, set[tuple[int, str]]] = {}
+    for target in (other.id, other.id + 1000, MAX_INT_ID):
+        for method in ("GET", "PATCH", "DELETE"):
+            response = await client.request(
+                method,
+                f"/api/v1/users/{target}",
+                headers=auth(user),
+                json={"full_name": "x"} if method == "PATCH" else None,
+            )
+            answers.setdefault(method, set()).add((response.status_code, response.text))
+    for method, seen in answers.items():
+        assert len(seen) == 1, (method, seen)
+        assert next(iter(seen))[0] == 403
+
+
+async def test_payloads_carry_only_documented_fields(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    user = await make_user(supabase_id="6f1c5a9e-52a4-4c0b-9f4e-1d2b3c4d5e6f")
+    record = (await client.get("/api/v1/users/me", headers=auth(user))).json()
+    assert set(record) == {
+        "id",
+        "email",
+        "supabase_id",
+        "full_name",
+        "is_active",
+        "is_superuser",
+        "created_at",
+        "updated_at",
+    }
+    me = (await client.get("/auth/me", headers=auth(user))).json()
+    assert me == {"user": {"id": user.id, "email": user.email}}
+
+
+async def test_cors_never_allows_credentials(client: httpx.AsyncClient) -> None:
+    """Tokens travel in headers, never in cookies: browsers must not send cookies cross-site."""
+    response = await client.options(
+        "/api/v1/users/me",
+        headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"},
+    )
+    assert response.status_code == 200
+    assert "access-control-allow-credentials" not in response.headers
