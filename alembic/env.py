@@ -51,23 +51,22 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    locked = connection.dialect.name == "postgresql"
-    if locked:
-        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        connection.commit()
-    try:
-        configure(connection)
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
-    finally:
-        if locked:
-            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
-            connection.commit()
+    configure(connection)
+    with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Taken before alembic reads the current revision, held until this transaction
+            # commits: replicas that start together queue here, and each then sees what the
+            # first one applied. Transaction-scoped, so it also holds through a transaction-mode
+            # pooler (a session lock could be released on another server connection).
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        context.run_migrations()
 
 
 async def run_migrations_online() -> None:
-    engine = create_engine(app_settings(), pooled=False)
+    # No statement timeout: waiting for another replica's migration, or a long data migration,
+    # is expected here, unlike in a request.
+    settings = app_settings().model_copy(update={"DATABASE_STATEMENT_TIMEOUT": 24 * 3600.0})
+    engine = create_engine(settings, pooled=False)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
