@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 _POLL_SECONDS = 0.05
@@ -28,6 +29,7 @@ class TCPProxy:
         self._forwarding.set()
         self._closed = threading.Event()
         self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self.accepted = 0
@@ -45,9 +47,10 @@ class TCPProxy:
         self._forwarding.set()
         self._stop_listening()
         self._drop_connections()
-        for thread in list(self._threads):
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for thread in threads:
             thread.join(timeout=5)
-        self._threads.clear()
 
     def __enter__(self) -> TCPProxy:
         return self.start()
@@ -96,12 +99,16 @@ class TCPProxy:
         listener.settimeout(_POLL_SECONDS)
         self.port = listener.getsockname()[1]
         self._listener = listener
-        self._spawn(self._accept_loop, listener)
+        self._accept_thread = self._spawn(self._accept_loop, listener)
 
     def _stop_listening(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()  # the accept loop notices and ends; the port refuses from now on
+            listener.close()
+            # The port is free (and refuses) once the accept loop has let go of the socket.
+            if self._accept_thread is not None:
+                self._accept_thread.join(timeout=5)
+                self._accept_thread = None
 
     def _drop_connections(self) -> None:
         with self._lock:
@@ -109,11 +116,13 @@ class TCPProxy:
         for sock in sockets:
             _hard_close(sock)
 
-    def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
-        self._threads = [t for t in self._threads if t.is_alive()]
-        self._threads.append(thread)
+    def _spawn(self, target: Callable[..., None], *args: object) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
         thread.start()
+        return thread
 
     def _accept_loop(self, listener: socket.socket) -> None:
         while not self._closed.is_set() and self._listener is listener:

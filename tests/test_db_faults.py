@@ -36,9 +36,10 @@ CONNECT_TIMEOUT = 1.0  # psycopg (libpq) rounds connect_timeout up to 2 s
 STATEMENT_TIMEOUT = 1.0  # drivers give up on a silent server after this + 1 s
 POOL_TIMEOUT = 1.0
 HANG_LIMIT = 15.0  # a request that takes this long is hanging
-# A request on a pooled connection when the database stalls: the ping waits STATEMENT_TIMEOUT + 1,
-# then asyncpg spends up to 2 s trying to close that connection politely, psycopg up to 2 s
-# trying a new one. Plus slack for a loaded machine.
+# A request on a pooled connection when the database stalls: its first statement (or the ping of
+# a connection that sat idle) waits STATEMENT_TIMEOUT + 1, then asyncpg spends up to 2 s trying
+# to close that connection politely, psycopg up to 2 s trying a new one. Plus slack for a loaded
+# machine.
 STALLED_BOUND = STATEMENT_TIMEOUT + 1 + 2 + 1.5
 NEW_CONNECTION_BOUND = 2 + 1.5  # a new connection to a stalled server: the connect timeout
 REFUSED_BOUND = 1.0
