@@ -4,18 +4,22 @@ logs that cannot be forged, ids that reveal nothing, payloads that carry only do
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy import text
+from starlette.routing import Route
 
 from app.config import Settings
 from app.db.base import MAX_INT_ID
 from app.db.session import SessionDep
 from app.main import create_app
-from tests.conftest import AuthHeaders, UserFactory
+from app.router import ROUTERS
+from tests.conftest import PROJECT_ROOT, AuthHeaders, UserFactory
 
 API_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -172,3 +176,66 @@ async def test_cors_never_allows_credentials(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 200
     assert "access-control-allow-credentials" not in response.headers
+
+
+async def test_every_route_is_in_the_openapi_inventory(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """API9: nothing is served that the schema (which the fuzzing walks) does not list, except
+    the documentation itself. Routers come from app/router.py's ROUTERS."""
+    schema = (await client.get("/openapi.json")).json()
+    documented = {
+        (path, method.upper()) for path, methods in schema["paths"].items() for method in methods
+    }
+    served: set[tuple[str, str]] = set()
+    for router, prefix in ROUTERS:
+        for route in router.routes:
+            assert isinstance(route, APIRoute), route
+            assert route.include_in_schema, route.path
+            served |= {(prefix + route.path, method) for method in route.methods or ()}
+    assert served == documented
+    top_level = [route for route in app.routes if isinstance(route, Route)]
+    assert sorted(route.path for route in top_level) == sorted(DOCS_PATHS)
+    assert len(app.routes) == len(top_level) + len(ROUTERS)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="docs/security.md, API6: a user can take an email Supabase never verified for it",
+)
+async def test_a_linked_user_cannot_take_someone_elses_email(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    """The email of a Supabase-linked user is Supabase's to verify. Changing it here to the
+    address of someone who has not signed up yet makes that person's first sign-in answer 409
+    ("linked to another Supabase user"), and puts an unverified email in the API's tokens."""
+    squatter = await make_user(supabase_id="6f1c5a9e-52a4-4c0b-9f4e-1d2b3c4d5e6f")
+    response = await client.patch(
+        "/api/v1/users/me", headers=auth(squatter), json={"email": "victim@example.com"}
+    )
+    assert response.status_code in (403, 409)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="docs/security.md, API8: redirects are built from the Host header (no TrustedHost)",
+)
+async def test_redirects_do_not_follow_a_forged_host(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/users", headers={"host": "evil.example"})
+    assert response.status_code == 307
+    assert "evil.example" not in response.headers["location"]
+
+
+def test_every_test_docs_security_md_cites_exists() -> None:
+    """docs/security.md proves each claim with `file::test` references: they must not rot."""
+    text = (PROJECT_ROOT / "docs" / "security.md").read_text()
+    references = set(re.findall(r"`(test_\w+\.py)::([\w:]+)(?:\[[^\]]*\])?`", text))
+    assert len(references) > 40
+    for filename, qualified in sorted(references):
+        source = (PROJECT_ROOT / "tests" / filename).read_text()
+        *classes, function = qualified.split("::")
+        for name in classes:
+            assert re.search(rf"^class {name}\b", source, re.M), f"{filename}::{qualified}"
+        assert re.search(rf"^\s*(async )?def {function}\(", source, re.M), (
+            f"{filename}::{qualified}"
+        )
