@@ -199,10 +199,6 @@ async def test_every_route_is_in_the_openapi_inventory(
     assert len(app.routes) == len(top_level) + len(ROUTERS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/security.md, API6: a user can take an email Supabase never verified for it",
-)
 async def test_a_linked_user_cannot_take_someone_elses_email(
     client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
 ) -> None:
@@ -213,7 +209,7 @@ async def test_a_linked_user_cannot_take_someone_elses_email(
     response = await client.patch(
         "/api/v1/users/me", headers=auth(squatter), json={"email": "victim@example.com"}
     )
-    assert response.status_code in (403, 409)
+    assert response.status_code == 403
 
 
 @pytest.mark.xfail(

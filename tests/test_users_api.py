@@ -49,18 +49,43 @@ async def test_me_returns_own_record(
     assert body["created_at"].endswith(("Z", "+00:00"))
 
 
-async def test_patch_me_changes_name_and_email(
+async def test_patch_me_changes_name(
     client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
 ) -> None:
-    user = await make_user("old@example.com")
-    response = await client.patch(
-        USERS + "me", headers=auth(user), json={"full_name": "New Name", "email": "New@Example.COM"}
-    )
+    user = await make_user("me@example.com")
+    response = await client.patch(USERS + "me", headers=auth(user), json={"full_name": "New Name"})
     assert response.status_code == 200, response.text
     assert response.json()["full_name"] == "New Name"
-    assert response.json()["email"] == "new@example.com"
     again = await client.get(USERS + "me", headers=auth(user))
-    assert again.json()["email"] == "new@example.com"
+    assert again.json()["full_name"] == "New Name"
+    cleared = await client.patch(USERS + "me", headers=auth(user), json={"full_name": None})
+    assert cleared.json()["full_name"] is None
+
+
+async def test_user_cannot_change_own_email(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    user = await make_user("mine@example.com")
+    for path in (USERS + "me", f"{USERS}{user.id}"):
+        response = await client.patch(path, headers=auth(user), json={"email": "other@example.com"})
+        assert response.status_code == 403
+        assert "Only a superuser can change email" in response.json()["detail"]
+    assert (await client.get(USERS + "me", headers=auth(user))).json()[
+        "email"
+    ] == "mine@example.com"
+
+
+async def test_superuser_changes_emails(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    admin = await make_user("admin@example.com", is_superuser=True)
+    user = await make_user("old@example.com")
+    moved = await client.patch(
+        f"{USERS}{user.id}", headers=auth(admin), json={"email": "New@Example.COM"}
+    )
+    assert moved.status_code == 200 and moved.json()["email"] == "new@example.com"
+    own = await client.patch(USERS + "me", headers=auth(admin), json={"email": "boss@example.com"})
+    assert own.status_code == 200 and own.json()["email"] == "boss@example.com"
 
 
 @pytest.mark.parametrize("field", ["is_superuser", "is_active"])
@@ -89,7 +114,7 @@ async def test_patch_me_to_taken_email_is_409(
     client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
 ) -> None:
     await make_user("taken@example.com")
-    user = await make_user()
+    user = await make_user(is_superuser=True)
     response = await client.patch(
         USERS + "me", headers=auth(user), json={"email": "TAKEN@example.com"}
     )

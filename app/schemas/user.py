@@ -26,7 +26,7 @@ class UserCreateRequest(RequestSchema):
 
 
 class UserUpdateRequest(RequestSchema):
-    """Fields to change; absent fields stay as they are. Only a superuser may send
+    """Fields to change; absent fields stay as they are. Only a superuser may send `email`,
     `is_active` or `is_superuser`."""
 
     email: Email | None = None

@@ -10,7 +10,10 @@ from app.errors import EmailAlreadyRegistered, PermissionDenied, UserNotFound
 from app.models.user import User
 from app.schemas.user import UserCreateRequest, UserPage, UserResponse, UserUpdateRequest
 
-PRIVILEGED_FIELDS = frozenset({"is_active", "is_superuser"})
+# Fields only a superuser may change, on any record. The email is one of them: it is what links
+# an account to a Supabase sign-in (a user who could set any address would be linked to, or
+# block, the real owner of that address when they first sign in).
+PRIVILEGED_FIELDS = frozenset({"email", "is_active", "is_superuser"})
 
 
 class UserService:
@@ -52,7 +55,10 @@ class UserService:
     ) -> User:
         changes = data.model_dump(exclude_unset=True)
         if not actor.is_superuser and PRIVILEGED_FIELDS & changes.keys():
-            raise PermissionDenied("Only a superuser can change is_active or is_superuser")
+            raise PermissionDenied(
+                "Only a superuser can change email, is_active or is_superuser; "
+                "your email comes from your Supabase sign-in"
+            )
         if changes.get("email") is None:
             changes.pop("email", None)
         elif changes["email"] != user.email:
