@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -77,6 +78,11 @@ def install_exception_handlers(app: FastAPI) -> None:
         OSError,
         TimeoutError,
         asyncio.TimeoutError,
+        # SQLAlchemy wraps asyncpg's errors of statements, not those of connecting: a server
+        # that is starting up or shutting down, too many connections, a refused login or
+        # startup parameter (a pooler) reach here as asyncpg's own exceptions.
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
     ):
         app.add_exception_handler(unavailable, database_unavailable)
     app.add_exception_handler(DBAPIError, dbapi_error)

@@ -18,6 +18,8 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from app.db.session import allows_autocommit
+
 # Integer primary keys are 32-bit on PostgreSQL: larger ids cannot exist, so never query them.
 MAX_INT_ID = 2**31 - 1
 
@@ -70,7 +72,9 @@ def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
     try:
         return _autocommit_engines[engine.sync_engine]
     except KeyError:
-        derived = engine.execution_options(isolation_level="AUTOCOMMIT")
+        derived = engine
+        if allows_autocommit(engine):  # not asyncpg behind a transaction pooler
+            derived = engine.execution_options(isolation_level="AUTOCOMMIT")
         _autocommit_engines[engine.sync_engine] = derived
         return derived
 

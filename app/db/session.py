@@ -18,12 +18,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from weakref import WeakSet
 
 import psycopg
 from fastapi import Depends, Request
 from psycopg.abc import PQGen
 from sqlalchemy import event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -50,13 +51,17 @@ def engine_options(settings: Settings) -> dict[str, Any]:
 
     connect_args: dict[str, Any] = {}
     statement_timeout_ms = str(int(settings.DATABASE_STATEMENT_TIMEOUT * 1000))
+    # A transaction pooler refuses startup parameters it does not track (PgBouncer: "unsupported
+    # startup parameter: statement_timeout" / "options"), and could not keep them per client
+    # anyway. There the client-side timeouts below bound each statement; a server-side limit
+    # belongs to the role (ALTER ROLE ... SET statement_timeout).
+    server_timeout = not settings.uses_transaction_pooler
     if url.get_driver_name() == "asyncpg":
         connect_args["timeout"] = settings.DATABASE_CONNECT_TIMEOUT
         connect_args["command_timeout"] = settings.DATABASE_STATEMENT_TIMEOUT + 1
-        connect_args["server_settings"] = {
-            "application_name": "megapolis-api",
-            "statement_timeout": statement_timeout_ms,
-        }
+        connect_args["server_settings"] = {"application_name": "megapolis-api"}
+        if server_timeout:
+            connect_args["server_settings"]["statement_timeout"] = statement_timeout_ms
         if settings.uses_transaction_pooler:
             # Transaction poolers hand each transaction to any server connection: named prepared
             # statements would collide or vanish, so asyncpg must not cache or name them.
@@ -65,7 +70,8 @@ def engine_options(settings: Settings) -> dict[str, Any]:
             connect_args["prepared_statement_name_func"] = _unique_statement_name
     elif url.get_driver_name() == "psycopg":
         connect_args["connect_timeout"] = max(1, round(settings.DATABASE_CONNECT_TIMEOUT))
-        connect_args["options"] = f"-c statement_timeout={statement_timeout_ms}"
+        if server_timeout:
+            connect_args["options"] = f"-c statement_timeout={statement_timeout_ms}"
         connect_args["application_name"] = "megapolis-api"
         # psycopg has no client-side timeout: bound every wait on the server like asyncpg does.
         connect_args["async_creator_fn"] = functools.partial(
@@ -146,6 +152,18 @@ def strip_app_query(url: URL) -> URL:
     return url.difference_update_query(["pgbouncer"])
 
 
+# Engines whose statements must run inside a transaction (see allows_autocommit).
+_transactions_only: WeakSet[Engine] = WeakSet()
+
+
+def allows_autocommit(engine: AsyncEngine) -> bool:
+    """False for asyncpg behind a transaction pooler. SQLAlchemy's asyncpg dialect prepares a
+    statement (Parse, Sync) and then runs it (Bind, Execute, Sync): outside a transaction the
+    pooler may send the second half to another server connection ("prepared statement ... does
+    not exist"). Inside one, it keeps the same server connection until COMMIT/ROLLBACK."""
+    return engine.sync_engine not in _transactions_only
+
+
 def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     options = engine_options(settings)
     if not pooled:
@@ -153,6 +171,8 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
             options.pop(key, None)
         options.setdefault("poolclass", NullPool)
     engine = create_async_engine(strip_app_query(settings.database_url), **options)
+    if settings.uses_transaction_pooler and engine.dialect.driver == "asyncpg":
+        _transactions_only.add(engine.sync_engine)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     elif pooled and settings.DATABASE_PING_IDLE_SECONDS > 0:
