@@ -114,7 +114,7 @@ def pgbouncer(postgres_server: PostgresServer, pgbouncer_binary: str) -> Iterato
         (config_dir / "pgbouncer.ini").write_text(
             "[databases]\n"
             f"{ALIAS} = host={direct.host or '127.0.0.1'} port={direct.port or 5432} "
-            f"dbname={name}\n"
+            f"dbname={name}{f' password={direct.password}' if direct.password else ''}\n"
             "\n[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {port}\n"
