@@ -42,8 +42,8 @@ PING_IDLE = 0.5  # pooled connections idle longer than this are pinged before us
 # politely, and after a failed ping the pool tries a new connection (the connect timeout; libpq's
 # is at least 2 s). Plus slack for a loaded machine.
 STALLED_BOUND = STATEMENT_TIMEOUT + 1 + 2 + max(CONNECT_TIMEOUT, 2) + 1.5
-REFUSED_BOUND = 1.0
-FAST = 0.5  # what never touches the database
+REFUSED_BOUND = 1.5  # a refused connection fails at once; slack for a loaded machine
+FAST = 1.0  # what never touches the database (vs. seconds for what waits on it)
 
 log = logging.getLogger(__name__)
 
