@@ -12,12 +12,7 @@ from app.config import Settings, get_settings
 from app.db.session import Database
 from app.exception_handlers import install_exception_handlers
 from app.logging import configure_logging
-from app.middlewares import (
-    BodySizeLimitMiddleware,
-    RequestContextMiddleware,
-    RequestHeadLimitMiddleware,
-    SecurityHeadersMiddleware,
-)
+from app.middlewares import RequestContextMiddleware, RequestLimitsMiddleware
 from app.router import include_routers
 from app.supabase.client import SupabaseAuth, create_http_client
 
@@ -42,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     include_routers(app)
     install_exception_handlers(app)
 
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
+    # Innermost first. Limits inside CORS, so a browser can read a 413/414/431.
+    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -52,12 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Request-ID", "Retry-After"],
         max_age=600,
     )
-    app.add_middleware(RequestHeadLimitMiddleware)
-    # So every answer (CORS refusals, 413s and 431s included) carries X-Request-ID.
-    app.add_middleware(RequestContextMiddleware)
-    # Outermost, so the last-resort 500 gets the security headers too.
+    # Outermost: every answer (CORS refusals, 4xx from the limits, the last-resort 500) carries
+    # X-Request-ID and the security headers, and is logged.
     docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
-    app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs)
+    app.add_middleware(RequestContextMiddleware, docs_paths=docs)
     return app
 
 

@@ -29,7 +29,7 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from app.db.base import MAX_INT_ID
-from app.middlewares.request_head_limit import MAX_HEADER_BYTES, MAX_URL_BYTES
+from app.middlewares.request_limits import MAX_HEADER_BYTES, MAX_URL_BYTES
 from tests.conftest import (
     PROJECT_ROOT,
     TEST_SECRET,

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import DateTime, Engine, MetaData, select
+from sqlalchemy import DateTime, Engine, MetaData, Row, Select, bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import (
@@ -17,6 +17,7 @@ from sqlalchemy.orm import (
     mapped_column,
 )
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import greenlet_spawn
 
 from app.db.session import allows_autocommit
 
@@ -79,6 +80,26 @@ def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
         return derived
 
 
+def _first_row(engine: Engine, statement: Select[Any], params: dict[str, Any]) -> Row[Any] | None:
+    with engine.connect() as connection:
+        return connection.execute(statement, params).first()
+
+
+_selects_by_id: dict[type[Any], tuple[Select[Any], tuple[str, ...]]] = {}
+
+
+def _select_by_id(cls: type[Any]) -> tuple[Select[Any], tuple[str, ...]]:
+    """`SELECT <columns> WHERE <primary key> = :id` for a model, built once, and the attribute
+    name of each selected column."""
+    if cls not in _selects_by_id:
+        mapper = class_mapper(cls)
+        table = mapper.local_table
+        statement = select(table).where(mapper.primary_key[0] == bindparam("id"))
+        names = tuple(mapper.get_property_by_column(column).key for column in table.c)
+        _selects_by_id[cls] = (statement, names)
+    return _selects_by_id[cls]
+
+
 class CRUDMixin:
     """Active-record helpers. They take the session explicitly, flush, and never commit:
     the service that calls them owns the transaction."""
@@ -108,15 +129,15 @@ class CRUDMixin:
     async def read_detached(cls: type[ModelT], engine: AsyncEngine, id: int) -> ModelT | None:
         """The row with this primary key, read with one autocommitted SELECT and no session.
         The object is detached: `session.add()` it to change or delete it."""
-        mapper = class_mapper(cls)
-        table = mapper.local_table
-        statement = select(table).where(mapper.primary_key[0] == id)
-        async with autocommit_engine(engine).connect() as connection:
-            row = (await connection.execute(statement)).first()
+        statement, attribute_names = _select_by_id(cls)
+        # Checkout, query and checkin in one hop to the sync engine, not one each.
+        sync_engine = autocommit_engine(engine).sync_engine
+        row = await greenlet_spawn(_first_row, sync_engine, statement, {"id": id})
         if row is None:
             return None
-        values = zip(table.c, row, strict=True)
-        obj = cls(**{mapper.get_property_by_column(column).key: v for column, v in values})
+        # As the ORM's own loader does: a bare instance, its attributes set as loaded values.
+        obj: ModelT = class_mapper(cls).class_manager.new_instance()
+        obj.__dict__.update(zip(attribute_names, row, strict=True))
         make_transient_to_detached(obj)
         return obj
 

@@ -1,0 +1,117 @@
+"""Bounds on what a client may send: URL (414), header section (431) and body (413), refused
+before the app parses any of it.
+
+Uvicorn's default HTTP parser (httptools) puts no limit on URLs or headers: a client could send
+megabytes of headers and the app would decode, match and log them. The server has already read
+them by then, so a reverse proxy in front should refuse them first; this is the app's own bound.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# The API's URLs are short (ids, limit, offset); 8 KiB is what most servers allow.
+MAX_URL_BYTES = 8 * 1024
+# Supabase's `sb-<ref>-auth-token` header holds a whole session (tokens and user): a few KiB,
+# split over several headers past ~3 KiB each. 64 KiB leaves a wide margin.
+MAX_HEADER_BYTES = 64 * 1024
+# Methods whose bodies the app never reads: passed through untouched.
+BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def json_error(status: int, detail: str) -> tuple[Message, Message]:
+    """A complete `{"detail": ...}` answer that closes the connection (the rest of the request
+    may still be arriving)."""
+    body = json.dumps({"detail": detail}).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class RequestLimitsMiddleware:
+    """A declared `Content-Length` over the body limit is refused at once. Otherwise the body is
+    read here, up to the limit, before the app runs: a chunked body (no `Content-Length`) is
+    refused with 413 as soon as it passes the limit, and the app never sees part of a body. (An
+    error raised while FastAPI reads the body would become its generic 400.)"""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_url_bytes: int = MAX_URL_BYTES,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_url_bytes = max_url_bytes
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        if len(raw_path) + len(scope.get("query_string", b"")) > self.max_url_bytes:
+            await refuse(send, 414, f"URL longer than {self.max_url_bytes} bytes")
+            return
+        # As on the wire: "name: value\r\n" for each header.
+        if sum(len(name) + len(value) + 4 for name, value in scope["headers"]) > (
+            self.max_header_bytes
+        ):
+            await refuse(send, 431, f"Request headers larger than {self.max_header_bytes} bytes")
+            return
+        if scope["method"] in BODILESS_METHODS:
+            await self.app(scope, receive, send)
+            return
+        await self._with_bounded_body(scope, receive, send)
+
+    async def _with_bounded_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        too_large = f"Request body larger than {self.max_body_bytes} bytes"
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_body_bytes:
+                    await refuse(send, 413, too_large)
+                    return
+                break
+
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before sending the whole body
+            chunk: bytes = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
+                await refuse(send, 413, too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay_receive() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as servers do
+
+        await self.app(scope, replay_receive, send)
+
+
+async def refuse(send: Send, status: int, detail: str) -> None:
+    start, body = json_error(status, detail)
+    await send(start)
+    await send(body)
