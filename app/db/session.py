@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool, StaticPool
 
 from app.config import Settings, get_settings
+from app.db.fair_pool import FairAsyncQueuePool
 from app.db.ping import install_idle_ping
 
 logger = logging.getLogger("app.db")
@@ -88,6 +89,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         "pool_recycle": settings.DATABASE_POOL_RECYCLE,
         # 0 → SQLAlchemy's pool_pre_ping (every checkout); else app.db.ping (idle ones only).
         "pool_pre_ping": settings.DATABASE_PING_IDLE_SECONDS == 0,
+        "poolclass": FairAsyncQueuePool,
     }
 
 
@@ -169,7 +171,8 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     if not pooled:
         for key in ("pool_size", "max_overflow", "pool_timeout", "pool_recycle"):
             options.pop(key, None)
-        options.setdefault("poolclass", NullPool)
+        if options.get("poolclass") is not StaticPool:  # an in-memory SQLite keeps its one
+            options["poolclass"] = NullPool
     engine = create_async_engine(strip_app_query(settings.database_url), **options)
     if settings.uses_transaction_pooler and engine.dialect.driver == "asyncpg":
         _transactions_only.add(engine.sync_engine)
