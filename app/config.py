@@ -64,10 +64,12 @@ class Settings(BaseSettings):
     SUPABASE_READ_TIMEOUT: float = Field(default=5.0, gt=0)
 
     CORS_ORIGINS: Annotated[list[str] | None, NoDecode] = None
+    # Host names the API answers to (e.g. "api.example.com,*.example.com"); unset: any.
+    ALLOWED_HOSTS: Annotated[list[str] | None, NoDecode] = None
 
     MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
 
-    @field_validator("CORS_ORIGINS", mode="before")
+    @field_validator("CORS_ORIGINS", "ALLOWED_HOSTS", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

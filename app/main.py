@@ -51,7 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
 
     # Innermost first. Limits inside CORS, so a browser can read a 413/414/431.
-    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.MAX_BODY_BYTES)
+    app.add_middleware(
+        RequestLimitsMiddleware,
+        max_body_bytes=settings.MAX_BODY_BYTES,
+        allowed_hosts=settings.ALLOWED_HOSTS,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

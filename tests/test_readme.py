@@ -56,4 +56,9 @@ def test_local_files_it_names_exist() -> None:
     names = set(re.findall(r"\]\(((?!https?:|#)[^)]+)\)", README))
     assert "docs/supabase.md" in names
     for name in names:
-        assert (PROJECT_ROOT / name).exists(), name
+        path, _, anchor = name.partition("#")
+        assert (PROJECT_ROOT / path).exists(), name
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", (PROJECT_ROOT / path).read_text(), re.M)
+            slugs = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+            assert anchor in slugs, name

@@ -1,5 +1,5 @@
-"""Bounds on what a client may send: URL (414), header section (431) and body (413), refused
-before the app parses any of it.
+"""Bounds on what a client may send: URL (414), header section (431), body (413) and, when
+configured, the `Host` it addresses (400), refused before the app parses any of it.
 
 Uvicorn's default HTTP parser (httptools) puts no limit on URLs or headers: a client could send
 megabytes of headers and the app would decode, match and log them. The server has already read
@@ -9,6 +9,7 @@ them by then, so a reverse proxy in front should refuse them first; this is the 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,8 +50,10 @@ class RequestLimitsMiddleware:
         max_body_bytes: int,
         max_url_bytes: int = MAX_URL_BYTES,
         max_header_bytes: int = MAX_HEADER_BYTES,
+        allowed_hosts: Collection[str] | None = None,
     ) -> None:
         self.app = app
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts or () if h != "*") or None
         self.max_body_bytes = max_body_bytes
         self.max_url_bytes = max_url_bytes
         self.max_header_bytes = max_header_bytes
@@ -69,10 +72,24 @@ class RequestLimitsMiddleware:
         ):
             await refuse(send, 431, f"Request headers larger than {self.max_header_bytes} bytes")
             return
+        if self.allowed_hosts is not None and not self._host_allowed(scope):
+            # Starlette builds redirects (trailing slash) from Host: never for a forged one.
+            await refuse(send, 400, "Invalid host header")
+            return
         if scope["method"] in BODILESS_METHODS:
             await self.app(scope, receive, send)
             return
         await self._with_bounded_body(scope, receive, send)
+
+    def _host_allowed(self, scope: Scope) -> bool:
+        assert self.allowed_hosts is not None
+        host = next((v for n, v in scope["headers"] if n == b"host"), b"").decode("latin-1")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        name = name.lower()
+        return name in self.allowed_hosts or any(
+            pattern.startswith("*.") and name.endswith(pattern[1:])
+            for pattern in self.allowed_hosts
+        )
 
     async def _with_bounded_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         too_large = f"Request body larger than {self.max_body_bytes} bytes"
