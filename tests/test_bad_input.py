@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -31,13 +30,12 @@ from starlette.types import Message
 from app.db.base import MAX_INT_ID
 from app.middlewares.request_limits import MAX_HEADER_BYTES, MAX_URL_BYTES
 from tests.conftest import (
-    PROJECT_ROOT,
-    TEST_SECRET,
     AuthHeaders,
     UserFactory,
     make_settings,
     migrate,
 )
+from tests.processes import free_port, launch_server
 
 USERS = "/api/v1/users/"
 LIMIT = 1_048_576  # MAX_BODY_BYTES's default, which the test settings keep
@@ -532,23 +530,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`manage.py run` (uvicorn as in production) on a free port, with its own SQLite file."""
     database_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('served') / 'db.sqlite'}"
     migrate(make_settings(database_url))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run", "--no-reload", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "JWT_SECRET_KEY": TEST_SECRET,
-            "APP_ENV": "test",
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    port = free_port()
+    process = launch_server(database_url, port)
     served = Server(process, port)
     assert process.stdout is not None
     reader = threading.Thread(target=served.output.extend, args=(process.stdout,), daemon=True)

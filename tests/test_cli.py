@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ADMIN_PG_URL, PROJECT_ROOT, TEST_SECRET, PostgresServer
+from tests.processes import free_port, launch_server
 
 
 def manage(
@@ -176,24 +176,11 @@ def test_migrate_autogenerates_a_revision(tmp_path: Path, sqlite_url: str) -> No
     assert {"users", "notes"} <= tables(sqlite_url)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(sqlite_url: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run", "--no-reload", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "DATABASE_URL": sqlite_url, "JWT_SECRET_KEY": TEST_SECRET},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = launch_server(sqlite_url, port)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20

@@ -27,6 +27,7 @@ from alembic.script import ScriptDirectory
 from app.config import Settings
 from manage import alembic_config
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_settings
+from tests.processes import free_port
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
@@ -422,13 +423,6 @@ def test_entrypoint_stops_when_the_migration_fails(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # The HEALTHCHECK command against a live server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

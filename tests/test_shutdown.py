@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +26,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.security import issue_token
-from tests.conftest import PROJECT_ROOT, TEST_SECRET, PostgresServer, make_settings, migrate
+from tests.conftest import PostgresServer, make_settings, migrate
+from tests.processes import free_port, launch_server
 from tests.tcp_proxy import TCPProxy
 
 STARTUP_LIMIT = 60.0  # a cold start on a busy 2-core machine; usually 2-4 s
@@ -67,31 +67,12 @@ class Served:
         return self.process.wait(timeout=EXIT_LIMIT)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serve(database_url: str, *extra: str) -> Iterator[Served]:
     """`python manage.py run --no-reload --port P [extra]`, ready to answer; killed (with its
     workers) at the end whatever happens."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "run", "--no-reload", "--port", str(port), *extra],
-        cwd=PROJECT_ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "JWT_SECRET_KEY": TEST_SECRET,
-            "APP_ENV": "test",
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group: the cleanup reaches the workers too
-    )
+    process = launch_server(database_url, port, *extra)
     served = Served(process, port)
     assert process.stdout is not None
     reader = threading.Thread(target=served.output.extend, args=(process.stdout,), daemon=True)
