@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,7 +31,7 @@ from tests.conftest import (
     make_settings,
     migrate,
 )
-from tests.processes import free_port, launch_server
+from tests.processes import RunningServer, running_server
 
 USERS = "/api/v1/users/"
 LIMIT = 1_048_576  # MAX_BODY_BYTES's default, which the test settings keep
@@ -484,12 +480,7 @@ async def test_names_are_limited_in_characters_not_bytes(
 # --- a real server -------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[str]
-    port: int
-    output: list[str] = field(default_factory=list)
-
+class Server(RunningServer):
     def exchange(self, request: bytes, timeout: float = 10.0) -> bytes:
         """Send raw bytes, return everything the server answers until it closes or one full
         answer (by Content-Length) has arrived."""
@@ -530,32 +521,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`manage.py run` (uvicorn as in production) on a free port, with its own SQLite file."""
     database_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('served') / 'db.sqlite'}"
     migrate(make_settings(database_url))
-    port = free_port()
-    process = launch_server(database_url, port)
-    served = Server(process, port)
-    assert process.stdout is not None
-    reader = threading.Thread(target=served.output.extend, args=(process.stdout,), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not _answers(served):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("server did not start:\n" + "".join(served.output))
-            time.sleep(0.1)
+    with running_server(database_url, kind=Server) as served:
         yield served
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        reader.join(timeout=5)
     assert "Traceback" not in "".join(served.output), "".join(served.output)
-
-
-def _answers(served: Server) -> bool:
-    try:
-        return served.alive()
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize(

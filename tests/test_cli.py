@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ADMIN_PG_URL, PROJECT_ROOT, TEST_SECRET, PostgresServer
-from tests.processes import free_port, launch_server
+from tests.processes import RunningServer, copy_project, running_server
 
 
 def manage(
@@ -147,14 +146,7 @@ def test_initdb_creates_missing_postgres_database(postgres_server: PostgresServe
 
 def test_migrate_autogenerates_a_revision(tmp_path: Path, sqlite_url: str) -> None:
     """In a copy of the project: a new model → `migrate -m` writes a revision that creates it."""
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("app", "alembic"):
-        shutil.copytree(
-            PROJECT_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    for name in ("manage.py", "alembic.ini"):
-        shutil.copy(PROJECT_ROOT / name, project / name)
+    project = copy_project(tmp_path / "project")
     (project / "app" / "models" / "note.py").write_text(
         "from sqlalchemy.orm import Mapped, mapped_column\n"
         "from app.db.base import Base\n\n"
@@ -177,37 +169,21 @@ def test_migrate_autogenerates_a_revision(tmp_path: Path, sqlite_url: str) -> No
 
 
 @pytest.fixture
-def served(sqlite_url: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def served(sqlite_url: str) -> Iterator[RunningServer]:
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
-    port = free_port()
-    process = launch_server(sqlite_url, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not start")
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with running_server(sqlite_url, kind=RunningServer) as server:
+        yield server
 
 
-def test_run_serves_and_stops_cleanly_on_sigterm(
-    served: tuple[subprocess.Popen[str], str],
-) -> None:
-    process, base = served
+def test_run_serves_and_stops_cleanly_on_sigterm(served: RunningServer) -> None:
+    base = served.base_url
     assert httpx.get(f"{base}/").json() == {"message": "Hello, world!"}
     assert httpx.get(f"{base}/readyz").status_code == 200
     response = httpx.get(f"{base}/api/v1/users/me", headers={"X-Request-ID": "cli-run-1"})
     assert response.status_code == 401
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=20) == 0
-    output = process.stdout.read() if process.stdout else ""
-    assert "GET /api/v1/users/me 401" in output and "rid=cli-run-1" in output
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=20) == 0
+    deadline = time.monotonic() + 5  # the output reader drains what is left
+    while "rid=cli-run-1" not in served.text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "GET /api/v1/users/me 401" in served.text() and "rid=cli-run-1" in served.text()

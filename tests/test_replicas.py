@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -32,7 +31,8 @@ from app.db.session import open_session
 from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
-from tests.conftest import PROJECT_ROOT, TEST_SECRET, PostgresServer, make_settings, migrate
+from tests.conftest import TEST_SECRET, PostgresServer, make_settings, migrate
+from tests.processes import copy_project
 
 REPLICAS = 4
 PROCESS_LIMIT = 60.0
@@ -120,14 +120,7 @@ def downgrade() -> None:
 def counting_project(tmp_path: Path) -> Path:
     """A copy of the project with a barrier at the top of alembic/env.py and a revision 0002
     that records each time it is applied."""
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("app", "alembic"):
-        shutil.copytree(
-            PROJECT_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    for name in ("manage.py", "alembic.ini"):
-        shutil.copy(PROJECT_ROOT / name, project / name)
+    project = copy_project(tmp_path / "project")
     env_py = project / "alembic" / "env.py"
     source = env_py.read_text()
     head, marker, rest = source.partition("from __future__ import annotations\n")

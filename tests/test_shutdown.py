@@ -8,16 +8,12 @@ either its body is still arriving, or the database it waits on is stalled (tests
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -27,26 +23,13 @@ from sqlalchemy.engine import make_url
 
 from app.security import issue_token
 from tests.conftest import PostgresServer, make_settings, migrate
-from tests.processes import free_port, launch_server
+from tests.processes import STARTUP_LIMIT, RunningServer, running_server
 from tests.tcp_proxy import TCPProxy
 
-STARTUP_LIMIT = 60.0  # a cold start on a busy 2-core machine; usually 2-4 s
 EXIT_LIMIT = 20.0
 
 
-@dataclass
-class Served:
-    process: subprocess.Popen[str]
-    port: int
-    output: list[str] = field(default_factory=list)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def text(self) -> str:
-        return "".join(self.output)
-
+class Served(RunningServer):
     def wait_until_refusing(self, limit: float = 10.0) -> None:
         """Uvicorn closes its listening socket first thing on SIGTERM: a refused connection
         means the shutdown has begun."""
@@ -69,31 +52,8 @@ class Served:
 
 @contextmanager
 def serve(database_url: str, *extra: str) -> Iterator[Served]:
-    """`python manage.py run --no-reload --port P [extra]`, ready to answer; killed (with its
-    workers) at the end whatever happens."""
-    port = free_port()
-    process = launch_server(database_url, port, *extra)
-    served = Served(process, port)
-    assert process.stdout is not None
-    reader = threading.Thread(target=served.output.extend, args=(process.stdout,), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + STARTUP_LIMIT
-        while True:
-            try:
-                if httpx.get(f"{served.base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start:\n{served.text()}")
-            time.sleep(0.1)
+    with running_server(database_url, *extra, kind=Served) as served:
         yield served
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        reader.join(timeout=5)
 
 
 def read_http_response(client: socket.socket) -> tuple[int, dict[str, object]]:

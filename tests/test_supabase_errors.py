@@ -377,24 +377,6 @@ async def test_logs_never_contain_tokens(
         assert secret not in logged
 
 
-async def test_cors_preflight_from_the_front_end_allows_the_supabase_headers(
-    supabase_client: httpx.AsyncClient,
-) -> None:
-    response = await supabase_client.options(
-        EXCHANGE,
-        headers={
-            "Origin": "http://localhost:3000",
-            "Access-Control-Request-Method": "GET",
-            "Access-Control-Request-Headers": "authorization,sb-abcd-auth-token",
-        },
-    )
-    assert response.status_code == 200
-    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
-    allowed = response.headers["access-control-allow-headers"].lower()
-    assert "authorization" in allowed
-    assert "sb-abcd-auth-token" in allowed
-
-
 async def test_openapi_documents_the_exchange(supabase_client: httpx.AsyncClient) -> None:
     schema = (await supabase_client.get("/openapi.json")).json()
     operation = schema["paths"][EXCHANGE]["get"]
