@@ -74,3 +74,14 @@ class AccountLinkConflict(HTTPException):
 
     def __init__(self, detail: str) -> None:
         super().__init__(status.HTTP_409_CONFLICT, detail)
+
+
+class TooManyRequests(HTTPException):
+    """429: over a rate limit. `Retry-After`: seconds until a request would be accepted again."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"Too many requests from this address, try again in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
