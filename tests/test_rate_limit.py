@@ -30,7 +30,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
-from sqlalchemy import delete
+from sqlalchemy import delete, event
 
 from app.config import Settings
 from app.db.session import Database
@@ -150,16 +150,22 @@ async def test_over_the_limit_429_and_supabase_is_not_asked(
         make_app(RATE_LIMIT_EXCHANGE=MINUTE_LIMIT, **storage_settings) as app,
         asgi_client(app) as client,
     ):
+        checkouts: list[object] = []
+        pool = app.state.database.engine.sync_engine.pool
+        event.listen(pool, "checkout", lambda *args: checkouts.append(args))
         for _ in range(3):
             response = await client.get(EXCHANGE, headers=signed_in(supabase_fake))
             assert response.status_code == 200, response.text
         assert len(supabase_fake.user_calls) == 3
+        assert checkouts, "an accepted exchange uses the database"
 
+        checkouts.clear()
         for _ in range(3):
             refused = await client.get(EXCHANGE, headers=signed_in(supabase_fake))
             assert 55 <= assert_refused(refused) <= 60
             assert refused.headers["x-request-id"]  # the usual headers too
         assert len(supabase_fake.user_calls) == 3, "Supabase was asked for a refused request"
+        assert checkouts == [], "a refused request used a database connection"
 
         # No token at all is refused the same way: the limit comes first.
         assert_refused(await client.get(EXCHANGE))
