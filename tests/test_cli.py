@@ -15,7 +15,12 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import ADMIN_PG_URL, PROJECT_ROOT, TEST_SECRET, PostgresServer
+from tests.conftest import (
+    ADMIN_PG_URL,
+    PROJECT_ROOT,
+    TEST_SECRET,
+    PostgresServer,
+)
 from tests.processes import RunningServer, copy_project, running_server
 
 
@@ -51,6 +56,12 @@ def tables(sqlite_url: str) -> set[str]:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
+def columns(sqlite_url: str, table: str) -> set[str]:
+    path = sqlite_url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
 def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str) -> None:
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
     assert "users" in tables(sqlite_url)
@@ -67,9 +78,12 @@ def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str) -> None:
     assert rows == [("boss@example.com", 1)]
 
     assert manage("downgrade", "-1", database_url=sqlite_url).returncode == 0
+    assert "security_stamp" not in columns(sqlite_url, "users")  # the last revision reverted
+    assert manage("downgrade", "base", database_url=sqlite_url).returncode == 0
     assert "users" not in tables(sqlite_url)
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
     assert "users" in tables(sqlite_url)
+    assert "security_stamp" in columns(sqlite_url, "users")
 
 
 def test_create_superuser_promotes_existing_user(sqlite_url: str) -> None:
@@ -77,8 +91,8 @@ def test_create_superuser_promotes_existing_user(sqlite_url: str) -> None:
     path = sqlite_url.split("///", 1)[1]
     with sqlite3.connect(path) as conn:
         conn.execute(
-            "INSERT INTO users (email, is_active, is_superuser, created_at, updated_at) "
-            "VALUES ('plain@example.com', 0, 0, '2026-01-01', '2026-01-01')"
+            "INSERT INTO users (email, is_active, is_superuser, security_stamp, created_at, "
+            "updated_at) VALUES ('plain@example.com', 0, 0, 's', '2026-01-01', '2026-01-01')"
         )
     result = manage("create-superuser", "PLAIN@example.com", database_url=sqlite_url)
     assert result.returncode == 0
