@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import psycopg
 import pytest
 
@@ -201,3 +202,40 @@ def test_run_serves_and_stops_cleanly_on_sigterm(served: RunningServer) -> None:
     while "rid=cli-run-1" not in served.text() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "GET /api/v1/users/me 401" in served.text() and "rid=cli-run-1" in served.text()
+
+
+def test_dev_token_script_signs_a_token_for_an_existing_user(sqlite_url: str) -> None:
+    assert manage("upgrade", database_url=sqlite_url).returncode == 0
+    assert manage("create-superuser", "dev@example.com", database_url=sqlite_url).returncode == 0
+    env = {**os.environ, "DATABASE_URL": sqlite_url, "JWT_SECRET_KEY": TEST_SECRET}
+    script = [sys.executable, "scripts/dev_token.py"]
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*script, *args],
+            cwd=PROJECT_ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    made = run("dev@example.com", APP_ENV="development")
+    assert made.returncode == 0, made.stderr
+    claims = jwt.decode(made.stdout.strip(), TEST_SECRET, algorithms=["HS256"])
+    path = sqlite_url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        user_id, stamp = conn.execute("SELECT id, security_stamp FROM users").fetchone()
+    assert (claims["sub"], claims["email"], claims["stamp"]) == (
+        str(user_id),
+        "dev@example.com",
+        stamp,
+    )
+
+    unknown = run("nobody@example.com", APP_ENV="development")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "error: no user with email 'nobody@example.com'"
+    refused = run("dev@example.com", APP_ENV="production")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "not in production" in refused.stderr
