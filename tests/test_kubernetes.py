@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,14 @@ CONTRACT_SETTINGS = {
 
 # PostgreSQL's default max_connections (100) less its superuser_reserved_connections (3).
 DATABASE_CONNECTION_BUDGET = 97
-# Uvicorn's drain after SIGTERM, as `manage.py run` configures it.
-DRAIN_SECONDS = int(
-    re.search(r"timeout_graceful_shutdown=(\d+)", (PROJECT_ROOT / "manage.py").read_text()).group(1)  # type: ignore[union-attr]
-)
+
+
+def drain_seconds() -> int:
+    """Uvicorn's drain of in-flight requests after SIGTERM, as `manage.py run` configures it."""
+    match = re.search(r"timeout_graceful_shutdown=(\d+)", (PROJECT_ROOT / "manage.py").read_text())
+    assert match is not None, "manage.py run no longer sets timeout_graceful_shutdown"
+    return int(match.group(1))
+
 
 Manifest = dict[str, Any]
 
@@ -352,7 +357,7 @@ def test_termination_grace_covers_the_pre_stop_sleep_and_the_drain() -> None:
     assert command[0] == "sleep"
     pre_stop = int(command[1])
     assert pre_stop > 0
-    assert spec["terminationGracePeriodSeconds"] >= pre_stop + DRAIN_SECONDS
+    assert spec["terminationGracePeriodSeconds"] >= pre_stop + drain_seconds()
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,16 +576,22 @@ def head_revision() -> str:
 
 
 class Pod:
-    """The image's working directory (a copy of the project) and its writable /tmp."""
+    """The image's working directory (a copy of the project, nothing else in it: no `.env`) and
+    its writable /tmp. `initial` is the directory as the image ships it: with a read-only root
+    filesystem, whatever the containers do must leave it so."""
 
     def __init__(self, root: Path, secret: dict[str, str]) -> None:
         self.app_dir = copy_project(root / "app")
         self.tmp = root / "tmp"
         self.tmp.mkdir()
         self.secret = secret
+        self.initial = tree_state(self.app_dir)
 
     def env(self, kind: str) -> dict[str, str]:
         return pod_environment(kind, self.secret, home=self.app_dir, tmp=self.tmp)
+
+    def assert_nothing_written(self) -> None:
+        assert tree_state(self.app_dir) == self.initial, "written outside /tmp"
 
 
 @pytest.fixture(scope="module")
@@ -595,6 +606,7 @@ def fresh_postgres(postgres_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory, fresh_postgres: str) -> Pod:
+    # The Secret as the README creates it: the required keys only.
     secret = {"DATABASE_URL": fresh_postgres, "JWT_SECRET_KEY": TEST_SECRET}
     return Pod(tmp_path_factory.mktemp("pod"), secret)
 
@@ -602,7 +614,6 @@ def pod(tmp_path_factory: pytest.TempPathFactory, fresh_postgres: str) -> Pod:
 @pytest.fixture(scope="module")
 def migrated(pod: Pod, fresh_postgres: str) -> str:
     """The Job's container command, run once against the fresh database."""
-    before = tree_state(pod.app_dir)
     result = subprocess.run(
         local_argv(argv("Job"), 0),
         cwd=pod.app_dir,
@@ -613,7 +624,7 @@ def migrated(pod: Pod, fresh_postgres: str) -> str:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert tree_state(pod.app_dir) == before, "the migration wrote outside /tmp"
+    pod.assert_nothing_written()
     with psycopg.connect(fresh_postgres, connect_timeout=5) as conn:
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     assert row is not None
@@ -642,8 +653,8 @@ class Server:
         )
 
 
-@pytest.fixture(scope="module")
-def server(pod: Pod, migrated: str) -> Iterator[Server]:
+@contextmanager
+def serve(pod: Pod) -> Iterator[Server]:
     """The Deployment's container command, with the pod's environment, on a free port; ready
     once the startup probe passes, within the startup probe's own budget."""
     port = free_port()
@@ -676,6 +687,12 @@ def server(pod: Pod, migrated: str) -> Iterator[Server]:
         process.wait(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def server(pod: Pod, migrated: str) -> Iterator[Server]:
+    with serve(pod) as running:
+        yield running
+
+
 @pytest.mark.parametrize("probe", ["startupProbe", "livenessProbe", "readinessProbe"])
 def test_probes_pass_on_the_running_server(server: Server, probe: str) -> None:
     response = server.probe(probe)
@@ -691,18 +708,16 @@ def test_server_is_one_process(server: Server) -> None:
 
 
 def test_server_writes_nothing_outside_tmp(server: Server, pod: Pod) -> None:
-    before = tree_state(pod.app_dir)
     for _ in range(3):
         assert server.probe("readinessProbe").status_code == 200
     assert httpx.get(f"http://127.0.0.1:{server.port}/auth/me", timeout=5).status_code == 401
-    assert tree_state(pod.app_dir) == before
-    # Nothing new in the project directory either (a dev key, a SQLite file, bytecode).
-    assert not (pod.app_dir / ".secrets").exists()
-    assert not list(pod.app_dir.rglob("__pycache__"))
+    pod.assert_nothing_written()
 
 
 def test_sigterm_ends_the_server_cleanly_within_the_grace_period(server: Server) -> None:
-    """Runs last in this module: it stops the shared server."""
+    """SIGTERM (sent after the preStop sleep) must end the server, exit status 0, before the
+    kubelet's SIGKILL at the end of the grace period. It stops the module's shared server (a
+    second one would cost another start-up), so it stays the last test of this file."""
     pre_stop = int(container("Deployment")["lifecycle"]["preStop"]["exec"]["command"][1])
     grace = pod_spec("Deployment")["terminationGracePeriodSeconds"]
     server.process.send_signal(signal.SIGTERM)
