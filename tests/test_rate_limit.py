@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, event
 
 from app.config import Settings
-from app.db.session import Database
+from app.db.database import Database
 from app.main import create_app
 from app.models.user import User
 from app.rate_limit.limiter import CALL_BUDGET, KEY_PREFIX
