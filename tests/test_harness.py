@@ -41,7 +41,7 @@ def test_skip_banner_gives_the_whole_reason_and_the_right_hint() -> None:
     reason = next(line for line in out.splitlines() if "is not reachable" in line)
     # The driver's message in full (it used to be cut at 120 characters, mid-word).
     assert reason.startswith("PostgreSQL at postgresql://postgres@127.0.0.1:1/postgres")
-    assert reason.rstrip().endswith('port 1 failed: Connection refused'), reason
+    assert reason.rstrip().endswith("port 1 failed: Connection refused"), reason
     assert "Check TEST_POSTGRES_URL (or unset it to use 127.0.0.1:5432)" in out
 
 

@@ -38,6 +38,7 @@ from app.routes.health import READINESS_TIMEOUT_SECONDS
 from manage import alembic_config
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, PostgresServer, make_settings
 from tests.processes import copy_project, free_port
+from tests.test_readme import layout_tree
 
 DEPLOY_DIR = PROJECT_ROOT / "deploy" / "kubernetes"
 KUSTOMIZATION = DEPLOY_DIR / "kustomization.yaml"
@@ -448,8 +449,11 @@ def test_requests_and_limits_are_set(kind: str) -> None:
 
 
 def image_uid() -> int:
-    match = re.search(r"useradd\b.*--uid (\d+)", (PROJECT_ROOT / "Dockerfile").read_text(), re.S)
-    assert match is not None, "no useradd --uid in the Dockerfile"
+    """The uid the image's user gets by default (the `APP_UID` build argument)."""
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert re.search(r'useradd\b.*--uid "?\$\{APP_UID\}', dockerfile, re.S), "useradd --uid"
+    match = re.search(r"^ARG APP_UID=(\d+)$", dockerfile, re.M)
+    assert match is not None, "no default APP_UID in the Dockerfile"
     return int(match.group(1))
 
 
@@ -510,7 +514,7 @@ def test_readme_commands_name_what_the_manifests_define() -> None:
 
 
 def test_readme_project_layout_names_the_directory() -> None:
-    assert re.search(r"^├─ deploy/kubernetes/ +# ", README, re.M)
+    assert "deploy/kubernetes/" in layout_tree()
 
 
 # --------------------------------------------------------------------------------------------

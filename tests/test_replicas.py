@@ -91,7 +91,9 @@ def start_together(
 
 # -- migrations ---------------------------------------------------------------------------------
 
-HEAD = ScriptDirectory.from_config(alembic_config(make_settings("sqlite://"))).get_current_head()
+HEAD = str(
+    ScriptDirectory.from_config(alembic_config(make_settings("sqlite://"))).get_current_head()
+)
 
 COUNTING_REVISION = '''
 """count the runs of this revision
