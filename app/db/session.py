@@ -37,6 +37,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 from app.config import Settings, get_settings
 from app.db.fair_pool import FairAsyncQueuePool
 from app.db.ping import install_idle_ping
+from app.db.url import connection_arguments
 
 logger = logging.getLogger("app.db")
 
@@ -173,7 +174,11 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
             options.pop(key, None)
         if options.get("poolclass") is not StaticPool:  # an in-memory SQLite keeps its one
             options["poolclass"] = NullPool
-    engine = create_async_engine(strip_app_query(settings.database_url), **options)
+    # libpq's parameters in the URL (sslmode, sslrootcert, …) moved to where the driver reads them.
+    url, options["connect_args"] = connection_arguments(
+        strip_app_query(settings.database_url), options["connect_args"]
+    )
+    engine = create_async_engine(url, **options)
     if settings.uses_transaction_pooler and engine.dialect.driver == "asyncpg":
         _transactions_only.add(engine.sync_engine)
     if engine.dialect.name == "sqlite":
