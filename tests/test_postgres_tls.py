@@ -21,7 +21,7 @@ from app.db.session import create_engine
 from app.main import create_app
 from tests.conftest import IN_CI, make_settings
 from tests.postgres_tls import TLSPostgres, find_initdb
-from tests.processes import running_server
+from tests.processes import RunningServer, running_server
 from tests.test_cli import manage
 
 DRIVERS = ("asyncpg", "psycopg")
@@ -207,7 +207,7 @@ def test_served_with_sslmode_require(tls_server: TLSPostgres, driver: str) -> No
     """The original report: `manage.py run` with a provider's `?sslmode=require` URL started,
     and /readyz answered 503 with nothing in the log."""
     url = tls_server.url(driver, sslmode="require")
-    with running_server(url) as server:
+    with running_server(url, kind=RunningServer) as server:
         ready = httpx.get(f"{server.base_url}/readyz", timeout=10)
         assert ready.status_code == 200, server.text()
     assert "warning" not in server.text() and "Database unavailable" not in server.text()
