@@ -187,14 +187,12 @@ def _certificate_file(exc: BaseException, text: str, __: str | None) -> Database
     found = _match(r'(?:root )?certificate file "([^"]*)" does not exist', text) or _match(
         r'could not (?:read|open|load) [a-z ]*(?:certificate|key|crl)[a-z ]* "([^"]*)"', text
     )
+    # asyncpg loads them with the ssl module, whose OSError names no file (an OSError that
+    # names one comes from elsewhere: a migration file, a log…).
     unreadable = isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError))
-    if found is None and not unreadable:
+    if found is None and not (unreadable and getattr(exc, "filename", None) is None):
         return None
-    if found is not None:
-        name = f'"{found.group(1)}"'
-    else:
-        assert isinstance(exc, OSError)
-        name = f'"{exc.filename}"' if exc.filename else "(sslrootcert, sslcert or sslkey)"
+    name = f'"{found.group(1)}"' if found is not None else "(sslrootcert, sslcert or sslkey)"
     return DatabaseProblem(
         f"cannot read the TLS file {name} named in DATABASE_URL",
         "set sslrootcert (or sslcert, sslkey) to a readable file; sslrootcert=system uses "
