@@ -37,7 +37,7 @@ def manage(
         env=environment,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # a guard against a hang; a cold start on a loaded 2-core machine is slow
         check=False,
     )
 

@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from app.db.session import create_engine
 from app.main import create_app
+from app.security import issue_token
 from tests.conftest import IN_CI, make_settings
 from tests.postgres_tls import TLSPostgres, find_initdb
 from tests.processes import RunningServer, running_server
@@ -79,6 +80,17 @@ async def readyz(url: str) -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             return await client.get("/readyz")
+
+
+async def authenticated_read(url: str) -> httpx.Response:
+    """A request whose user is read from the database (503 through the exception handlers)."""
+    settings = make_settings(url)
+    app = create_app(settings)
+    token = issue_token(settings, user_id=1, email="someone@example.com").token
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
 
 
 # --- what works ------------------------------------------------------------------------------
@@ -184,10 +196,11 @@ async def test_tls_failures_are_one_line_and_logged_behind_the_503(
     assert result.stderr.count("\n") == 1, result.stderr
     assert what in result.stderr and fix in result.stderr, result.stderr
 
-    response = await readyz(url)
-    assert response.status_code == 503
-    reasons = [r.getMessage() for r in app_log.records if r.name == "app.db"]
-    assert any(what in reason and fix in reason for reason in reasons), reasons
+    assert (await readyz(url)).status_code == 503
+    assert (await authenticated_read(url)).status_code == 503
+    for logger in ("app.db", "app.errors"):  # /readyz's, then the exception handlers'
+        reasons = [r.getMessage() for r in app_log.records if r.name == logger]
+        assert any(what in reason and fix in reason for reason in reasons), (logger, reasons)
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
