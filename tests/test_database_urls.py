@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from app.config import ConfigurationError, Settings
+from app.db.engine import create_engine
 from app.db.errors import describe_database_error, diagnose
-from app.db.session import create_engine
 from tests.conftest import PROJECT_ROOT, PostgresServer, make_settings
 
 DRIVERS = ("asyncpg", "psycopg")

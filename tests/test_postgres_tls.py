@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from app.db.session import create_engine
+from app.db.engine import create_engine
 from app.main import create_app
 from app.security import issue_token
 from tests.conftest import IN_CI, make_settings
@@ -82,11 +83,18 @@ async def readyz(url: str) -> httpx.Response:
             return await client.get("/readyz")
 
 
+@dataclass(frozen=True)
+class Someone:
+    id: int = 1
+    email: str = "someone@example.com"
+    security_stamp: str = "stamp"
+
+
 async def authenticated_read(url: str) -> httpx.Response:
     """A request whose user is read from the database (503 through the exception handlers)."""
     settings = make_settings(url)
     app = create_app(settings)
-    token = issue_token(settings, user_id=1, email="someone@example.com").token
+    token = issue_token(settings, Someone()).token
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import text
 
 from app.config import Settings
+from app.db.engine import create_engine
 from app.db.errors import DatabaseProblem, diagnose, is_database_error
-from app.db.session import create_engine
 
 
 async def probe_database(settings: Settings) -> DatabaseProblem | None:

@@ -48,7 +48,7 @@ SCHEMES = {
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
-# Query parameters that are ours, removed before the driver sees the URL (app/db/session.py).
+# Query parameters that are ours, removed before the driver sees the URL (app/db/engine.py).
 APP_PARAMETERS = frozenset({"pgbouncer"})
 
 # libpq parameters that asyncpg reads from a DSN with libpq's meaning.

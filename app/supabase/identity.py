@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.models.user import EMAIL_MAX_LENGTH, normalize_email
+from app.fields import EMAIL_MAX_LENGTH, normalize_email
 
 FULL_NAME_MAX_LENGTH = 255
 
