@@ -251,6 +251,7 @@ DATABASE_COMMANDS = {
     "migrate": ("migrate", "-m", "nothing"),
     "initdb": ("initdb",),
     "create-superuser": ("create-superuser", "boss@example.com"),
+    "revoke-tokens": ("revoke-tokens", "boss@example.com"),
     "run": ("run", "--no-reload", "--port", "1"),
 }
 MISSING_DATABASE = "megapolis_missing_db"
