@@ -16,6 +16,8 @@ import httpx
 import jwt
 import psycopg
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from tests.conftest import (
     ADMIN_PG_URL,
@@ -156,7 +158,10 @@ def test_initdb_creates_missing_postgres_database(postgres_server: PostgresServe
         second = manage("initdb", database_url=url)
         assert second.returncode == 0 and "created database" not in second.stdout
         with psycopg.connect(ADMIN_PG_URL.rsplit("/", 1)[0] + f"/{name}") as conn:
-            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+            head = ScriptDirectory.from_config(
+                Config(str(PROJECT_ROOT / "alembic.ini"))
+            ).get_current_head()
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (head,)
     finally:
         postgres_server.drop_database(name)
 
