@@ -17,11 +17,14 @@ from alembic.config import Config
 from alembic.util.exc import CommandError
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 
 from app.config import ConfigurationError, Settings, get_settings
 from app.db.database import open_session
 from app.db.engine import create_engine
+from app.db.errors import describe_database_error as describe
+from app.db.errors import is_database_error
+from app.db.probe import probe_database
 from app.fields import Email
 from app.models.user import User
 from app.services.user import UserService
@@ -42,9 +45,11 @@ def fail(message: str) -> None:
 
 
 def describe_database_error(exc: Exception, settings: Settings) -> str:
-    url = settings.database_url.render_as_string(hide_password=True)
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc) else ""
-    return f"cannot use the database at {url}: {reason or type(exc).__name__}"
+    return f"cannot use the database at {database_location(settings)}: {describe(exc)}"
+
+
+def database_location(settings: Settings) -> str:
+    return settings.database_url.render_as_string(hide_password=True)
 
 
 def expected_errors(func: F) -> F:
@@ -62,7 +67,10 @@ def expected_errors(func: F) -> F:
             fail(str(exc))
         except CommandError as exc:
             fail(str(exc))
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except Exception as exc:
+            # Either driver's (asyncpg raises its own errors when connecting), TLS, network.
+            if not is_database_error(exc):
+                raise
             fail(describe_database_error(exc, get_settings()))
 
     return wrapper  # type: ignore[return-value]
@@ -86,6 +94,7 @@ def run(
     import uvicorn
 
     settings = get_settings()  # fail here, in one line, if the configuration cannot work
+    check_database_at_start(settings)
     # Uvicorn finishes in-flight requests on SIGTERM, then re-raises the signal; exit 0 then,
     # as process managers expect from a clean shutdown.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -110,6 +119,24 @@ def run(
         proxy_headers=True,
         timeout_graceful_shutdown=20,
         **multiprocess,
+    )
+
+
+def check_database_at_start(settings: Settings) -> None:
+    """Refuse to start when the database can never work with these settings (wrong password,
+    missing database or role, TLS refused…); start anyway when it is only not there yet
+    (refused, unresolved, timed out, starting up): /readyz answers 503 until it is, and
+    orchestrators (Compose, Kubernetes) rely on a server that waits rather than exits."""
+    problem = asyncio.run(probe_database(settings))
+    if problem is None:
+        return
+    if problem.lasting:
+        raise CLIError(f"cannot use the database at {database_location(settings)}: {problem}")
+    typer.secho(
+        f"warning: the database at {database_location(settings)} is not available yet "
+        f"({problem.what}); serving anyway, /readyz answers 503 until it is",
+        fg=typer.colors.YELLOW,
+        err=True,
     )
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from app.db import url as database_urls
 from app.rate_limit.config import check_rate_limit, check_redis_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,13 +36,18 @@ class ConfigurationError(RuntimeError):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+        # The project's .env, wherever manage.py or the server is started from.
+        env_file=PROJECT_ROOT / ".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
     )
 
     APP_ENV: AppEnv = AppEnv.development
     LOG_LEVEL: str = "INFO"
 
-    DATABASE_URL: str = "sqlite+aiosqlite:///./megapolis.db"
+    # A relative SQLite path is relative to the project root (see app/db/url.py).
+    DATABASE_URL: str = Field(default="sqlite+aiosqlite:///./megapolis.db", validate_default=True)
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1)
     DATABASE_MAX_OVERFLOW: int = Field(default=5, ge=0)
     DATABASE_POOL_TIMEOUT: float = Field(default=5.0, gt=0)
@@ -177,11 +183,13 @@ class Settings(BaseSettings):
 
 
 def normalize_database_url(value: str) -> str:
-    """Map `postgres://` and `postgresql://` (what hosting providers hand out) to asyncpg."""
-    for prefix in ("postgres://", "postgresql://"):
-        if value.startswith(prefix):
-            return "postgresql+asyncpg://" + value[len(prefix) :]
-    return value
+    """`postgres://` and `postgresql://` (what hosting providers hand out) mapped to asyncpg, a
+    relative SQLite path made absolute against the project; ConfigurationError (one line saying
+    what to set) for a URL that cannot work. See app/db/url.py."""
+    try:
+        return database_urls.normalize_database_url(value, PROJECT_ROOT)
+    except database_urls.DatabaseURLError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def development_secret(path: Path = DEV_SECRET_FILE) -> str:

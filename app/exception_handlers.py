@@ -15,13 +15,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.db.errors import log_database_unavailable
+
 logger = logging.getLogger("app.errors")
 
 DATABASE_UNAVAILABLE = {"detail": "Database unavailable, try again shortly"}
 
 
 def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    logger.warning("Database unavailable: %s", type(exc).__name__)
+    log_database_unavailable(exc, logger)  # the reason, in one line (app/db/errors.py)
     return JSONResponse(DATABASE_UNAVAILABLE, status_code=503, headers={"Retry-After": "5"})
 
 

@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import jwt
 import psycopg
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from tests.conftest import (
     ADMIN_PG_URL,
@@ -22,7 +25,8 @@ from tests.conftest import (
     TEST_SECRET,
     PostgresServer,
 )
-from tests.processes import RunningServer, copy_project, running_server
+from tests.processes import RunningServer, copy_project, free_port, running_server
+from tests.tcp_proxy import TCPProxy
 
 
 def manage(
@@ -41,7 +45,7 @@ def manage(
         env=environment,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # a guard against a hang; a cold start on a loaded 2-core machine is slow
         check=False,
     )
 
@@ -154,7 +158,10 @@ def test_initdb_creates_missing_postgres_database(postgres_server: PostgresServe
         second = manage("initdb", database_url=url)
         assert second.returncode == 0 and "created database" not in second.stdout
         with psycopg.connect(ADMIN_PG_URL.rsplit("/", 1)[0] + f"/{name}") as conn:
-            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+            head = ScriptDirectory.from_config(
+                Config(str(PROJECT_ROOT / "alembic.ini"))
+            ).get_current_head()
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (head,)
     finally:
         postgres_server.drop_database(name)
 
@@ -239,3 +246,178 @@ def test_dev_token_script_signs_a_token_for_an_existing_user(sqlite_url: str) ->
     refused = run("dev@example.com", APP_ENV="production")
     assert refused.returncode == 1 and refused.stdout == ""
     assert "not in production" in refused.stderr
+
+
+# --- database problems: one line, what to set, exit 1 (both drivers, every command) ----------
+
+DATABASE_COMMANDS = {
+    "upgrade": ("upgrade",),
+    "downgrade": ("downgrade", "-1"),
+    "migrate": ("migrate", "-m", "nothing"),
+    "initdb": ("initdb",),
+    "create-superuser": ("create-superuser", "boss@example.com"),
+    "revoke-tokens": ("revoke-tokens", "boss@example.com"),
+    "run": ("run", "--no-reload", "--port", "1"),
+}
+MISSING_DATABASE = "megapolis_missing_db"
+UNKNOWN_ROLE = "megapolis_nobody"
+
+
+def database_problems(driver: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Case → (DATABASE_URL, what stderr must say)."""
+    base = PostgresServer(ADMIN_PG_URL).url_for("postgres", driver)
+    server = base.split("@", 1)[1].rsplit("/", 1)[0]
+    return {
+        "missing database": (
+            base.rsplit("/", 1)[0] + f"/{MISSING_DATABASE}",
+            (f'database "{MISSING_DATABASE}" does not exist', "manage.py initdb"),
+        ),
+        "unknown role": (
+            f"postgresql+{driver}://{UNKNOWN_ROLE}@{server}/postgres",
+            (f'role "{UNKNOWN_ROLE}" does not exist', "fix the user name in DATABASE_URL"),
+        ),
+        "unreachable": (
+            f"postgresql+{driver}://postgres@127.0.0.1:1/postgres",
+            ("connection refused", "start PostgreSQL, or fix the host and port in DATABASE_URL"),
+        ),
+    }
+
+
+CONFIGURATION_PROBLEMS = {
+    "unparsable URL": ("foo", ("DATABASE_URL is not a database URL; set it like",)),
+    "unsupported database": ("mysql://u:p@db/app", ("DATABASE_URL is a mysql URL",)),
+    "unsupported driver": (
+        "postgresql+psycopg2://u:p@db/app",
+        ("asks for the driver 'psycopg2'", "set postgresql://… (asyncpg)"),
+    ),
+}
+
+
+def one_line_failures(
+    cases: dict[str, tuple[str, tuple[str, ...]]], project: Path, skip: set[tuple[str, str]]
+) -> list[str]:
+    """Every command with every case, a few processes at a time; what went wrong, if anything."""
+    runs = [
+        (command, case, url, expected)
+        for case, (url, expected) in cases.items()
+        for command in DATABASE_COMMANDS
+        if (command, case) not in skip
+    ]
+
+    def attempt(command: str, url: str) -> subprocess.CompletedProcess[str]:
+        environment = {**os.environ, "DATABASE_URL": url, "JWT_SECRET_KEY": TEST_SECRET}
+        return subprocess.run(
+            [sys.executable, "manage.py", *DATABASE_COMMANDS[command]],
+            cwd=project,
+            env={**environment, "APP_ENV": "test"},
+            capture_output=True,
+            text=True,
+            timeout=300,  # a cold start each, two at a time, on a loaded 2-core machine
+            check=False,
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda run: attempt(run[0], run[2]), runs))
+    problems = []
+    for (command, case, _, expected), result in zip(runs, results, strict=True):
+        lines = result.stderr.splitlines()
+        if (
+            result.returncode != 1
+            or len(lines) != 1
+            or not lines[0].startswith("error: ")
+            or not all(text in lines[0] for text in expected)
+            or ":p@" in result.stderr
+        ):
+            problems.append(
+                f"{command} / {case}: exit {result.returncode}, stderr:\n{result.stderr}"
+            )
+    return problems
+
+
+@pytest.fixture(scope="module")
+def cli_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project: `migrate` must never write a revision into the real tree."""
+    return copy_project(tmp_path_factory.mktemp("cli") / "project")
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_database_problems_are_one_line_with_either_driver(
+    postgres_server: PostgresServer, cli_project: Path, driver: str
+) -> None:
+    """Before: with asyncpg, a missing database or unknown role was a 402-line traceback.
+    initdb creates a missing database, and `run` waits for an unreachable one (tested below)."""
+    skip = {("initdb", "missing database"), ("run", "unreachable")}
+    assert one_line_failures(database_problems(driver), cli_project, skip) == []
+
+
+def test_configuration_problems_are_one_line(cli_project: Path) -> None:
+    """Before: `DATABASE_URL=foo` was a 238-line traceback, `mysql://…` 181 lines."""
+    assert one_line_failures(CONFIGURATION_PROBLEMS, cli_project, set()) == []
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_run_waits_for_a_database_that_is_not_up_yet(
+    postgres_server: PostgresServer, driver: str
+) -> None:
+    """An unreachable database is not a reason to exit (Compose and Kubernetes start the API and
+    its database together): the server starts, says why /readyz answers 503, and is ready as
+    soon as the database answers. Its shutdown log says nothing false about the pool."""
+    name = postgres_server.create_database("megapolis_late")
+    port = free_port()
+    upstream = int(str(psycopg.conninfo.conninfo_to_dict(ADMIN_PG_URL).get("port", 5432)))
+    url = postgres_server.url_for(name, driver).replace(f":{upstream}/", f":{port}/")
+    try:
+        with running_server(url, kind=RunningServer) as server:
+            not_ready = httpx.get(f"{server.base_url}/readyz", timeout=10)
+            assert not_ready.status_code == 503
+            with TCPProxy(upstream_port=upstream, port=port):
+                deadline = time.monotonic() + 30
+                while httpx.get(f"{server.base_url}/readyz", timeout=10).status_code != 200:
+                    assert time.monotonic() < deadline, server.text()
+                    time.sleep(0.2)
+                server.process.send_signal(signal.SIGTERM)
+                assert server.process.wait(timeout=30) == 0
+        output = server.text()
+        assert "is not available yet (nothing accepts connections" in output, output
+        assert "serving anyway, /readyz answers 503 until it is" in output
+        assert (
+            "Database unavailable: nothing accepts connections at that host and port "
+            "(connection refused); start PostgreSQL, or fix the host and port" in output
+        )
+        assert "Overflow" not in output and "Pool disposed" not in output, output
+    finally:
+        postgres_server.drop_database(name)
+
+
+def test_project_files_are_found_from_any_directory(tmp_path: Path) -> None:
+    """`python /path/to/manage.py` run elsewhere: the project's .env and a relative SQLite path
+    resolve against the project, never the working directory."""
+    project = copy_project(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".env").write_text("DATABASE_URL=sqlite+aiosqlite:///./wrong.db\n")
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"} | {
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "APP_ENV": "test",
+    }
+
+    def upgrade() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(project / "manage.py"), "upgrade"],
+            cwd=elsewhere,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    default = upgrade()
+    assert default.returncode == 0, default.stderr
+    assert "users" in tables(f"sqlite+aiosqlite:///{project / 'megapolis.db'}")
+
+    (project / ".env").write_text("DATABASE_URL=sqlite+aiosqlite:///./from-env.db\n")
+    configured = upgrade()
+    assert configured.returncode == 0, configured.stderr
+    assert "users" in tables(f"sqlite+aiosqlite:///{project / 'from-env.db'}")
+    assert sorted(path.name for path in elsewhere.iterdir()) == [".env"]

@@ -11,6 +11,7 @@ import pytest
 
 from app.config import ConfigurationError, Settings, development_secret, normalize_database_url
 from tests.conftest import PROJECT_ROOT
+from tests.processes import copy_project
 
 SECRET = "s" * 32
 
@@ -34,7 +35,8 @@ def settings(**values: object) -> Settings:
         ("postgresql://u:p@h/d", "postgresql+asyncpg://u:p@h/d"),
         ("postgresql+asyncpg://u@h/d", "postgresql+asyncpg://u@h/d"),
         ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
-        ("sqlite+aiosqlite:///./x.db", "sqlite+aiosqlite:///./x.db"),
+        ("sqlite+aiosqlite:///./x.db", f"sqlite+aiosqlite:///{PROJECT_ROOT / 'x.db'}"),
+        ("sqlite+aiosqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
     ],
 )
 def test_database_url_forms(given: str, expected: str) -> None:
@@ -42,8 +44,9 @@ def test_database_url_forms(given: str, expected: str) -> None:
     assert settings(DATABASE_URL=given, JWT_SECRET_KEY=SECRET).DATABASE_URL == expected
 
 
-def test_default_database_is_embedded_sqlite() -> None:
-    assert settings(JWT_SECRET_KEY=SECRET).DATABASE_URL == "sqlite+aiosqlite:///./megapolis.db"
+def test_default_database_is_embedded_sqlite_in_the_project() -> None:
+    expected = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'megapolis.db'}"
+    assert settings(JWT_SECRET_KEY=SECRET).DATABASE_URL == expected
 
 
 def test_production_refuses_to_start_without_secret() -> None:
@@ -101,18 +104,23 @@ def test_transaction_pooler_detection(url: str, mode: str, expected: bool) -> No
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text(
+    """The project's .env, read from elsewhere too; a .env in the working directory is not."""
+    project = copy_project(tmp_path / "project")
+    (project / ".env").write_text(
         f"JWT_SECRET_KEY={SECRET}\nJWT_EXPIRE_MINUTES=5\nSUPABASE_URL=https://fromfile.supabase.co\n"
     )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".env").write_text("JWT_EXPIRE_MINUTES=7\n")
     code = (
         "from app.config import Settings; s = Settings(); "
         "print(s.JWT_EXPIRE_MINUTES, s.SUPABASE_URL, s.JWT_SECRET_KEY == 's' * 32)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "SUPABASE_"))}
-    env.update(PYTHONPATH=str(PROJECT_ROOT), SUPABASE_URL="https://fromenv.supabase.co")
+    env.update(PYTHONPATH=str(project), SUPABASE_URL="https://fromenv.supabase.co")
     result = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=tmp_path,
+        cwd=elsewhere,
         env=env,
         capture_output=True,
         text=True,

@@ -16,6 +16,7 @@ from app.config import Settings
 from app.db.bounded_psycopg import BoundedAsyncConnection
 from app.db.fair_pool import FairAsyncQueuePool
 from app.db.ping import install_idle_ping
+from app.db.url import connection_arguments
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:
@@ -88,7 +89,11 @@ def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
             options.pop(key, None)
         if options.get("poolclass") is not StaticPool:  # an in-memory SQLite keeps its one
             options["poolclass"] = NullPool
-    engine = create_async_engine(strip_app_query(settings.database_url), **options)
+    # libpq's parameters in the URL (sslmode, sslrootcert, …) moved to where the driver reads them.
+    url, options["connect_args"] = connection_arguments(
+        strip_app_query(settings.database_url), options["connect_args"]
+    )
+    engine = create_async_engine(url, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     elif pooled and settings.DATABASE_PING_IDLE_SECONDS > 0:

@@ -94,3 +94,8 @@ def _expire(waiter: asyncio.Future[Any]) -> None:
 
 class FairAsyncQueuePool(AsyncAdaptedQueuePool):
     _queue_class = FairAsyncQueue  # type: ignore[assignment]
+    # SQLAlchemy names a pool's logger after its class's module: here that would be under
+    # `app`, whose INFO level would print the pool's debugging lines ("Pool disposed. ...
+    # Current Overflow: -10" at every shutdown, a figure that only means "no connections").
+    # In SQLAlchemy's own namespace they show only with echo_pool, like any stock pool's.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"

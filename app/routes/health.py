@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 
 from app.db.database import Database
+from app.db.errors import log_database_unavailable
 from app.errors import ServiceUnavailable
 from app.schemas.errors import responses
 
@@ -36,10 +37,12 @@ async def readyz(request: Request) -> dict[str, str]:
     done, _ = await asyncio.wait({ping}, timeout=READINESS_TIMEOUT_SECONDS)
     if not done:
         ping.add_done_callback(_discard_result)
+        log_database_unavailable(TimeoutError(f"no answer within {READINESS_TIMEOUT_SECONDS} s"))
         raise ServiceUnavailable("Database unavailable", retry_after=5)
     try:
         ping.result()
     except Exception as exc:
+        log_database_unavailable(exc)
         raise ServiceUnavailable("Database unavailable", retry_after=5) from exc
     return {"status": "ok", "database": "ok"}
 
