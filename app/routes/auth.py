@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.security import HTTPBearer
 
 from app.db.session import SessionDep
@@ -10,10 +10,11 @@ from app.schemas.errors import responses
 from app.schemas.user import CurrentUserResponse, UserSummary
 from app.services.auth import AuthService
 from app.supabase.client import SupabaseAuthDep
+from app.supabase.token_dependency import SupabaseToken
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-# For the OpenAPI schema (Swagger's "Authorize"); the service reads the headers itself, because
+# For the OpenAPI schema (Swagger's "Authorize"); `SupabaseToken` reads the headers itself, because
 # the token may also come in the `sb-<project-ref>-auth-token` header.
 supabase_bearer = HTTPBearer(
     auto_error=False,
@@ -29,7 +30,7 @@ supabase_bearer = HTTPBearer(
     dependencies=[Depends(supabase_bearer)],
 )
 async def verify_supabase_token(
-    request: Request, session: SessionDep, settings: SettingsDep, supabase: SupabaseAuthDep
+    token: SupabaseToken, session: SessionDep, settings: SettingsDep, supabase: SupabaseAuthDep
 ) -> SupabaseTokenExchange:
     """Exchange a Supabase access token for the API's own token.
 
@@ -44,7 +45,7 @@ async def verify_supabase_token(
     link the account), or that user is linked to another Supabase user.
     503: Supabase is not configured, unreachable, too slow, or refused this server's key.
     """
-    return await AuthService.exchange_supabase_token(session, settings, supabase, request.headers)
+    return await AuthService.exchange_supabase_token(session, settings, supabase, token)
 
 
 @router.get("/me", response_model=CurrentUserResponse, responses=responses(401, 503))

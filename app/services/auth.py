@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,8 +9,6 @@ from app.config import Settings
 from app.errors import (
     AccountDeactivated,
     AccountLinkConflict,
-    InvalidSupabaseToken,
-    NotAuthenticated,
     SupabaseEmailRequired,
 )
 from app.models.user import User
@@ -21,7 +17,6 @@ from app.schemas.user import UserSummary
 from app.security import issue_token
 from app.supabase.client import SupabaseAuth
 from app.supabase.identity import SupabaseIdentity
-from app.supabase.token_extraction import TokenExtractionError, TokenMissing, extract_token
 
 # Each attempt re-reads what a concurrent sign-in committed; two always suffice in practice.
 ATTEMPTS = 3
@@ -39,17 +34,11 @@ class AuthService:
         session: AsyncSession,
         settings: Settings,
         supabase: SupabaseAuth,
-        headers: Mapping[str, str],
+        token: str,
     ) -> SupabaseTokenExchange:
-        """Verify the Supabase token in `headers`, find, link or create its user, and issue
-        an API token for that user."""
-        supabase.ensure_configured()
-        try:
-            token = extract_token(headers, supabase.project_ref)
-        except TokenMissing as exc:
-            raise NotAuthenticated(str(exc)) from exc
-        except TokenExtractionError as exc:
-            raise InvalidSupabaseToken(str(exc)) from exc
+        """Verify the Supabase access `token`, find, link or create its user, and issue an API
+        token for that user. Taking the token from the request is the route's job
+        (`app.supabase.token_dependency.SupabaseToken`)."""
         identity = await supabase.verify(token)
         user = await user_for_identity(session, supabase, token, identity)
         issued = issue_token(settings, user_id=user.id, email=user.email)
