@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,7 +79,8 @@ async def user_for_identity(
         try:
             user = await link_or_create(session, identity, holder)
             await session.commit()
-        except IntegrityError:
+        except (IntegrityError, LinkLost):
+            # Read again: the account is now linked to us (200), or to another identity (409).
             await session.rollback()
             continue
         return user
@@ -101,8 +105,36 @@ async def link_or_create(
     if not identity.email_confirmed:
         raise AccountLinkConflict(EMAIL_NOT_CONFIRMED)
     active(holder)
-    await holder.update(session, supabase_id=identity.id)
+    if not await claim_link(session, holder, identity.id):
+        raise LinkLost()
     return holder
+
+
+class LinkLost(Exception):
+    """Another sign-in linked (or changed) the account between our read and our write."""
+
+
+async def claim_link(session: AsyncSession, holder: User, supabase_id: str) -> bool:
+    """Link `holder` to `supabase_id` only if it is still unlinked, active and holds the same
+    email, in one conditional UPDATE: concurrent sign-ins for one account cannot all win (an
+    unconditional UPDATE lets each overwrite the last, and each would get a token). On
+    PostgreSQL the losers' UPDATE waits for the winner's row lock, then matches no row."""
+    statement = (
+        update(User)
+        .where(
+            User.id == holder.id,
+            User.supabase_id.is_(None),
+            User.is_active.is_(True),
+            User.email == holder.email,
+        )
+        .values(supabase_id=supabase_id)
+        .execution_options(synchronize_session=False)
+    )
+    result = cast(CursorResult[Any], await session.execute(statement))
+    if result.rowcount != 1:
+        return False
+    holder.supabase_id = supabase_id  # what the row now holds; also for the caller's answer
+    return True
 
 
 def active(user: User) -> User:
