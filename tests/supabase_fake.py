@@ -343,6 +343,10 @@ class FakeSupabase:
         claims = jwt.decode(token, options={"verify_signature": False})
         self.sessions.pop(claims.get("session_id", ""), None)
 
+    def confirm_email(self, user: FakeUser) -> None:
+        """The user follows the confirmation link."""
+        user.email_confirmed_at = iso_now()
+
     def delete_user(self, user: FakeUser) -> None:
         self.users.pop(user.id, None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, update
@@ -12,14 +13,19 @@ from app.config import Settings
 from app.errors import (
     AccountDeactivated,
     AccountLinkConflict,
+    SupabaseEmailNotConfirmed,
     SupabaseEmailRequired,
+    SupabaseEmailUnusable,
+    SupabaseEmailUnverifiable,
 )
 from app.models.user import User
 from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.user import UserSummary
 from app.security import issue_token
 from app.supabase.client import SupabaseAuth
-from app.supabase.identity import SupabaseIdentity
+from app.supabase.identity import SupabaseIdentity, is_usable_email
+
+logger = logging.getLogger("app.supabase")
 
 # Each attempt re-reads what a concurrent sign-in committed; two always suffice in practice.
 ATTEMPTS = 3
@@ -55,26 +61,26 @@ class AuthService:
 async def user_for_identity(
     session: AsyncSession, supabase: SupabaseAuth, token: str, identity: SupabaseIdentity
 ) -> User:
-    """The active user linked to this Supabase user: found by `supabase_id`, else the user with
-    the same email when Supabase has confirmed that email (linked now), else a new user.
+    """The active user linked to this Supabase user: found by `supabase_id`, else the unlinked
+    user with the same email, linked now when Supabase has confirmed that email, else a new user
+    when it has. An unconfirmed email claims nothing: 409 when the address has an account
+    (confirm it to link), 403 when it has none (confirm it first).
 
-    Race-safe: when a concurrent sign-in inserts first, the unique constraints refuse our row;
-    we roll back and read again, so every racer ends with the same row."""
+    Race-safe: when a concurrent sign-in inserts or links first, the unique constraints or the
+    conditional link refuse our write; we roll back and read again, so every racer for one
+    Supabase user ends with the same row, and only one identity links an account."""
     for _ in range(ATTEMPTS):
-        if not identity.email:
-            raise SupabaseEmailRequired()
+        check_identity(identity)
         user = await User.get_by_supabase_id(session, identity.id)
         if user is not None:
             return active(user)
         holder = await User.get_by_email(session, identity.email)
-        if holder is not None and holder.supabase_id is None and identity.email_confirmed is None:
+        needs_confirmation = holder is None or holder.supabase_id is None
+        if needs_confirmation and identity.email_confirmed is None:
             # A locally verified token does not say whether the email is confirmed: ask Supabase,
             # outside the transaction (SQLite would hold its write lock over the call).
             await session.rollback()
-            if supabase.can_fetch_user:
-                identity = await supabase.fetch_identity(token)
-            else:
-                identity = identity.unconfirmed()
+            identity = await fetch_confirmation(supabase, token)
             continue
         try:
             user = await link_or_create(session, identity, holder)
@@ -87,11 +93,33 @@ async def user_for_identity(
     raise AccountLinkConflict(CONCURRENT_CHANGE)
 
 
+def check_identity(identity: SupabaseIdentity) -> None:
+    """Refuse a Supabase account that can never sign in here, whatever the local rows say."""
+    if not identity.email:
+        raise SupabaseEmailRequired()
+    if not is_usable_email(identity.email):
+        raise SupabaseEmailUnusable()
+
+
+async def fetch_confirmation(supabase: SupabaseAuth, token: str) -> SupabaseIdentity:
+    """The identity as `/auth/v1/user` gives it, with `email_confirmed_at`."""
+    if not supabase.can_fetch_user:
+        logger.warning(
+            "A new Supabase user signed in, but with local token verification and no "
+            "SUPABASE_PUBLISHABLE_KEY (or SUPABASE_SERVICE_ROLE_KEY) the API cannot ask Supabase "
+            "whether the email is confirmed: refused (403)"
+        )
+        raise SupabaseEmailUnverifiable()
+    return await supabase.fetch_identity(token)
+
+
 async def link_or_create(
     session: AsyncSession, identity: SupabaseIdentity, holder: User | None
 ) -> User:
     """Flush the link to `holder` (the user with the identity's email), or a new user."""
     if holder is None:
+        if not identity.email_confirmed:
+            raise SupabaseEmailNotConfirmed()
         return await User.create(
             session,
             email=identity.email,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from app.models.user import EMAIL_MAX_LENGTH, normalize_email
+from app.models.user import EMAIL_MAX_LENGTH
 
 FULL_NAME_MAX_LENGTH = 255
 
@@ -21,13 +21,11 @@ class SupabaseIdentity:
     id: str
     """The Supabase user's UUID, canonical lower-case form."""
     email: str
-    """Lower-cased; `""` for anonymous, phone-only and wallet users."""
+    """Lower-cased, otherwise as Supabase gave it (see `is_usable_email`); `""` for anonymous,
+    phone-only and wallet users."""
     email_confirmed: bool | None
     """`email_confirmed_at` is set. None: unknown (JWT claims do not carry it)."""
     full_name: str | None
-
-    def unconfirmed(self) -> SupabaseIdentity:
-        return replace(self, email_confirmed=False)
 
 
 def identity_from_user(user: Mapping[str, Any]) -> SupabaseIdentity:
@@ -79,7 +77,17 @@ def _user_id(value: object) -> str:
 def _email(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidIdentity("email is not a string")
-    email = normalize_email(value)
-    if len(email) > EMAIL_MAX_LENGTH or not email.isprintable():
-        raise InvalidIdentity("email is not storable")
-    return email
+    return value.lower()
+
+
+def is_usable_email(email: str) -> bool:
+    """An address the API may match and store as it is: no whitespace or control character
+    anywhere, storable length. Nothing is stripped or repaired: `"victim@corp.com\n"` is not
+    `victim@corp.com`, and treating it so would hand that account to whoever got Supabase to
+    accept the odd spelling. (An address never contains whitespace; quoted local parts with
+    spaces are refused by GoTrue and by our own email validation alike.)"""
+    return (
+        0 < len(email) <= EMAIL_MAX_LENGTH
+        and email.isprintable()
+        and not any(ch.isspace() for ch in email)
+    )
