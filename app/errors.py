@@ -106,3 +106,8 @@ class SupabaseEmailUnusable(PermissionDenied):
             "The email address of this Supabase account contains whitespace or control "
             "characters: correct it in Supabase"
         )
+
+
+class SupabaseUserBanned(PermissionDenied):
+    def __init__(self) -> None:
+        super().__init__("This Supabase account is banned")

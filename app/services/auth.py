@@ -17,6 +17,7 @@ from app.errors import (
     SupabaseEmailRequired,
     SupabaseEmailUnusable,
     SupabaseEmailUnverifiable,
+    SupabaseUserBanned,
 )
 from app.models.user import User
 from app.schemas.auth import SupabaseTokenExchange
@@ -95,6 +96,8 @@ async def user_for_identity(
 
 def check_identity(identity: SupabaseIdentity) -> None:
     """Refuse a Supabase account that can never sign in here, whatever the local rows say."""
+    if identity.banned:
+        raise SupabaseUserBanned()
     if not identity.email:
         raise SupabaseEmailRequired()
     if not is_usable_email(identity.email):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.models.user import EMAIL_MAX_LENGTH
+from app.supabase.timestamps import is_future
 
 FULL_NAME_MAX_LENGTH = 255
 
@@ -26,6 +27,9 @@ class SupabaseIdentity:
     email_confirmed: bool | None
     """`email_confirmed_at` is set. None: unknown (JWT claims do not carry it)."""
     full_name: str | None
+    banned: bool = False
+    """`banned_until` is in the future. JWT claims carry no ban: False for a locally verified
+    token (docs/supabase.md, "Verification modes")."""
 
 
 def identity_from_user(user: Mapping[str, Any]) -> SupabaseIdentity:
@@ -37,6 +41,7 @@ def identity_from_user(user: Mapping[str, Any]) -> SupabaseIdentity:
         email=_email(user.get("email", "")),
         email_confirmed=isinstance(confirmed_at, str) and bool(confirmed_at),
         full_name=full_name(user.get("user_metadata")),
+        banned=_banned(user.get("banned_until")),
     )
 
 
@@ -72,6 +77,15 @@ def _user_id(value: object) -> str:
         return str(uuid.UUID(value))
     except ValueError as exc:
         raise InvalidIdentity("user id is not a UUID") from exc
+
+
+def _banned(banned_until: object) -> bool:
+    """GoTrue (before 2026-07) answers `/auth/v1/user` for a banned user, with `banned_until`;
+    later versions refuse the token instead (403 `user_banned`)."""
+    try:
+        return is_future(banned_until)
+    except ValueError as exc:
+        raise InvalidIdentity("banned_until is not a timestamp") from exc
 
 
 def _email(value: object) -> str:
