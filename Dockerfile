@@ -40,19 +40,32 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     APP_ENV=production
 ENV PATH=/app/.venv/bin:$PATH
 
-RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
-        --shell /usr/sbin/nologin app
-
 WORKDIR /app
 COPY --from=builder /app/.venv /app/.venv
 COPY alembic.ini manage.py ./
 COPY alembic/ alembic/
 COPY app/ app/
 COPY --chmod=755 docker/entrypoint.sh docker/entrypoint.sh
+
+# The user the API runs as, never root. By default a high id no host user has; docker-compose.yml
+# builds it with yours (APP_UID/APP_GID, default 1000), so the revisions `manage.py migrate -m`
+# writes into the bind-mounted alembic/versions belong to you. Declared here, after the COPYs, so a
+# different id rebuilds only this layer. --non-unique: a gid the base image already has (e.g. 20,
+# macOS's staff) is fine.
+ARG APP_UID=10001
+ARG APP_GID=10001
 # The code stays root-owned (read-only for the app). Writable: /app (development key, SQLite
-# file) and alembic/versions, so `manage.py migrate -m ...` can write a revision in the container.
-RUN chown app:app /app /app/alembic/versions
+# file) and alembic/versions (a revision written in a container without the bind mount), and /tmp
+# for everyone, with the sticky bit (temporary files, Prometheus' multiprocess directory; Compose
+# mounts a fresh tmpfs there).
+RUN if [ "${APP_UID}" = 0 ] || [ "${APP_GID}" = 0 ]; then \
+        echo "APP_UID/APP_GID must not be 0: the API does not run as root" >&2; exit 1; \
+    fi \
+    && groupadd --system --non-unique --gid "${APP_GID}" app \
+    && useradd --system --non-unique --uid "${APP_UID}" --gid app --home-dir /app \
+        --no-create-home --shell /usr/sbin/nologin app \
+    && chown app:app /app /app/alembic/versions \
+    && chmod 1777 /tmp
 
 USER app
 EXPOSE 8000

@@ -27,6 +27,7 @@ help:
 	@echo "make install Poetry (if missing) and the locked dependencies"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make bench   benchmark against bare FastAPI references (needs wrk and PostgreSQL)"
+	@echo "make compose-check  build the image, run and check the Compose stack (root, shared tool)"
 
 $(POETRY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (found " + sys.version.split()[0] + ")")'
@@ -59,6 +60,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(POETRY) run python bench/run.py $(BENCH_ARGS)
+
+# The image and the Compose stack, for real: docker/compose-check.sh runs the shared compose-check
+# tool (it starts its own Docker engine; COMPOSE_CHECK=/path/to/compose_check.sh if it is elsewhere).
+.PHONY: compose-check
+compose-check:
+	@docker/compose-check.sh
 
 clean:
 	rm -rf .venv $(TOOLS_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,9 +20,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.config import ConfigurationError, Settings, get_settings
-from app.db.session import create_engine, open_session
+from app.db.database import open_session
+from app.db.engine import create_engine
+from app.fields import Email
 from app.models.user import User
-from app.schemas.user import Email
+from app.services.user import UserService
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 cli = typer.Typer(help="Megapolis API management commands.", no_args_is_help=True)
@@ -97,7 +99,7 @@ def run(
         # then kills and restarts it, over and over.
         multiprocess["timeout_worker_healthcheck"] = 30
     uvicorn.run(
-        "app.main:app",
+        "app.server:app",
         host=host,
         port=port,
         reload=reload,
@@ -169,6 +171,21 @@ def initdb() -> None:
     typer.echo("database is at head")
 
 
+T = TypeVar("T")
+
+
+def run_on_users(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a command's database work; a database that was never migrated is a clear line."""
+    try:
+        return asyncio.run(coroutine)
+    except DBAPIError as exc:
+        if "users" in str(exc.orig) and ("exist" in str(exc.orig) or "no such" in str(exc.orig)):
+            raise CLIError(
+                "the users table does not exist; run `python manage.py upgrade` first"
+            ) from exc
+        raise
+
+
 async def make_superuser(email: str) -> tuple[User, bool]:
     async with open_session() as session:
         user = await User.get_by_email(session, email)
@@ -189,16 +206,27 @@ def create_superuser(email: Annotated[str, typer.Argument(help="The user's email
         normalized = TypeAdapter(Email).validate_python(email)
     except ValidationError as exc:
         raise CLIError(f"invalid email {email!r}: {exc.errors()[0]['msg']}") from exc
-    try:
-        user, created = asyncio.run(make_superuser(normalized))
-    except DBAPIError as exc:
-        if "users" in str(exc.orig) and ("exist" in str(exc.orig) or "no such" in str(exc.orig)):
-            raise CLIError(
-                "the users table does not exist; run `python manage.py upgrade` first"
-            ) from exc
-        raise
+    user, created = run_on_users(make_superuser(normalized))
     verb = "created" if created else "promoted"
     typer.echo(f"{verb} superuser {user.email} (id {user.id})")
+
+
+async def revoke_all_tokens(email: str) -> User | None:
+    async with open_session() as session:
+        user = await User.get_by_email(session, email)
+        if user is not None:
+            await UserService.revoke_tokens(session, user)
+        return user
+
+
+@cli.command("revoke-tokens")
+@expected_errors
+def revoke_tokens(email: Annotated[str, typer.Argument(help="The user's email")]) -> None:
+    """Revoke every API token of a user: each answers 401 from now on."""
+    user = run_on_users(revoke_all_tokens(email))
+    if user is None:
+        raise CLIError(f"no user with email {email!r}")
+    typer.echo(f"revoked every API token of {user.email} (id {user.id})")
 
 
 @cli.command("dev-supabase")

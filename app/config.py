@@ -55,6 +55,9 @@ class Settings(BaseSettings):
 
     JWT_SECRET_KEY: str | None = None
     JWT_EXPIRE_MINUTES: int = Field(default=43200, ge=1)
+    # Key rotation: the old key moves here, the new one to JWT_SECRET_KEY; tokens signed with an
+    # old key keep working until they expire, new ones are signed with the new key.
+    JWT_PREVIOUS_SECRET_KEYS: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     SUPABASE_URL: str | None = None
     SUPABASE_SERVICE_ROLE_KEY: str | None = None
@@ -71,9 +74,9 @@ class Settings(BaseSettings):
 
     MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
 
-    @field_validator("CORS_ORIGINS", "ALLOWED_HOSTS", mode="before")
+    @field_validator("CORS_ORIGINS", "ALLOWED_HOSTS", "JWT_PREVIOUS_SECRET_KEYS", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
@@ -118,12 +121,23 @@ class Settings(BaseSettings):
             )
         else:
             self.JWT_SECRET_KEY = development_secret()
+        for key in self.JWT_PREVIOUS_SECRET_KEYS:
+            if len(key.encode()) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    "each key in JWT_PREVIOUS_SECRET_KEYS must be at least "
+                    f"{MIN_SECRET_BYTES} bytes"
+                )
         return self
 
     @property
     def jwt_secret(self) -> str:
         assert self.JWT_SECRET_KEY is not None  # set by _check_secret
         return self.JWT_SECRET_KEY
+
+    @property
+    def token_keys(self) -> tuple[str, ...]:
+        """The keys a token may be signed with: the current one first, then older ones."""
+        return (self.jwt_secret, *self.JWT_PREVIOUS_SECRET_KEYS)
 
     @property
     def cors_origins(self) -> list[str]:

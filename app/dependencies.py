@@ -1,17 +1,36 @@
-"""Shared FastAPI dependencies: settings, the caller behind the API token, the superuser guard."""
+"""Every FastAPI dependency a route may take, in one place:
+
+- `SettingsDep`: the app's settings;
+- `SessionDep`: the request's session, for routes that change data (services commit);
+- `ReadSessionDep`: a session for routes that only read: each query runs on its own, outside a
+  transaction (one round trip, no BEGIN/ROLLBACK); it refuses to write;
+- `SupabaseAuthDep`: the Supabase client (token verification);
+- `CurrentUser`: the active user behind the API token (401 otherwise); `Superuser`: the same,
+  and a superuser (403 otherwise);
+- `owner_or_superuser(load)`: turns a dependency that loads a row (404 when missing) into one
+  that also requires the caller to own the row or be a superuser (403).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.authentication import authenticate
 from app.config import Settings
-from app.db.session import Database
+from app.db.database import Database
 from app.errors import NotAuthenticated, PermissionDenied
 from app.models.user import User
-from app.security import InvalidToken, read_user_id
+from app.supabase.client import SupabaseAuth, get_supabase_auth
+
+logger = logging.getLogger("app.db")
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -22,30 +41,52 @@ async def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-class BearerUser(HTTPBearer):
-    """The API's bearer-token security scheme, resolving straight to the caller.
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request. Services commit; anything left open is rolled back when the
+    session closes (after the response)."""
+    database: Database = request.app.state.database
+    session = database.sessionmaker()
+    try:
+        yield session
+    finally:
+        await close_quietly(session)
 
-    The active user behind a valid API token; 401 for anything else, including a user who was
-    deleted or deactivated after the token was issued. One dependency (not a scheme plus a
-    function that depends on it) because it runs on every authenticated request; OpenAPI still
-    shows the scheme. The user is read with one autocommitted query and no session; the object
-    is detached, and services `session.add()` it when they change it.
-    """
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database: Database = request.app.state.database
+    session = database.read_sessionmaker()
+    try:
+        yield session
+    finally:
+        await close_quietly(session)
+
+
+async def close_quietly(session: AsyncSession) -> None:
+    try:
+        await session.close()
+    except (SQLAlchemyError, OSError, asyncio.TimeoutError) as exc:
+        # The connection died while it was being released (this can run after the response was
+        # sent): it is already discarded from the pool; nothing is left to tell anyone.
+        logger.warning("Database connection lost while releasing it: %s", type(exc).__name__)
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+SupabaseAuthDep = Annotated[SupabaseAuth, Depends(get_supabase_auth)]
+
+
+class BearerUser(HTTPBearer):
+    """The API's bearer-token security scheme, resolving straight to the caller (see
+    `app/authentication.py`). One dependency, not a scheme plus a function that depends on it,
+    because it runs on every authenticated request; OpenAPI still shows the scheme."""
 
     async def __call__(self, request: Request) -> User:  # type: ignore[override]
         credentials = await super().__call__(request)
         if credentials is None:
             raise NotAuthenticated()
-        settings: Settings = request.app.state.settings
-        try:
-            user_id = read_user_id(credentials.credentials, settings.jwt_secret)
-        except InvalidToken as exc:
-            raise NotAuthenticated(str(exc), error="invalid_token") from exc
-        database: Database = request.app.state.database
-        user = await User.read_detached(database.engine, user_id)
-        if user is None or not user.is_active:
-            raise NotAuthenticated("User not found or inactive", error="invalid_token")
-        return user
+        return await authenticate(
+            request.app.state.database, request.app.state.settings, credentials.credentials
+        )
 
 
 # auto_error=False: we answer 401 ourselves, whatever FastAPI version decides for missing headers.
@@ -62,3 +103,24 @@ async def require_superuser(user: CurrentUser) -> User:
 
 
 Superuser = Annotated[User, Depends(require_superuser)]
+
+
+class Owned(Protocol):
+    @property
+    def owner_id(self) -> int: ...
+
+
+OwnedT = TypeVar("OwnedT", bound=Owned)
+
+
+def owner_or_superuser(load: Callable[..., Awaitable[OwnedT]]) -> Callable[..., Awaitable[OwnedT]]:
+    """A dependency giving the row `load` gives (its own 404 included), when the caller owns it
+    or is a superuser; 403 otherwise. The caller is checked first: no token is a 401, whatever
+    the id."""
+
+    async def owned_row(caller: CurrentUser, row: OwnedT = Depends(load)) -> OwnedT:
+        if row.owner_id != caller.id and not caller.is_superuser:
+            raise PermissionDenied("Only its owner or a superuser can change it")
+        return row
+
+    return owned_row

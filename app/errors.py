@@ -20,9 +20,19 @@ class PermissionDenied(HTTPException):
         super().__init__(status.HTTP_403_FORBIDDEN, detail)
 
 
-class UserNotFound(HTTPException):
+class NotFound(HTTPException):
+    def __init__(self, detail: str = "Not found") -> None:
+        super().__init__(status.HTTP_404_NOT_FOUND, detail)
+
+
+class UserNotFound(NotFound):
     def __init__(self) -> None:
-        super().__init__(status.HTTP_404_NOT_FOUND, "User not found")
+        super().__init__("User not found")
+
+
+class PostNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("Post not found")
 
 
 class EmailAlreadyRegistered(HTTPException):

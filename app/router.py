@@ -6,7 +6,7 @@ nesting costs a route-matching pass on every request.
 
 from fastapi import APIRouter, FastAPI
 
-from app.routes import auth, health, user
+from app.routes import auth, health, post, user
 
 API_V1_PREFIX = "/api/v1"
 
@@ -14,6 +14,7 @@ ROUTERS: list[tuple[APIRouter, str]] = [
     (health.router, ""),
     (auth.router, ""),
     (user.router, API_V1_PREFIX),
+    (post.router, API_V1_PREFIX),
 ]
 
 

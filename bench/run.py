@@ -46,8 +46,21 @@ RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 USERS = 10_000
 TOKENS = 1_000
+STAMP = "bench-stamp"
 SERVER_CPU = "0"
 LOAD_CPU = "1"
+
+
+@dataclass(frozen=True)
+class SeededUser:
+    """A user as `create_database` seeds it, for `issue_token`."""
+
+    id: int
+    security_stamp: str = STAMP
+
+    @property
+    def email(self) -> str:
+        return f"user{self.id}@example.com"
 
 
 @dataclass
@@ -198,12 +211,12 @@ class Bench:
         )
         with psycopg.connect(self.db_url("")) as conn, conn.cursor() as cur:
             with cur.copy(
-                "COPY users (email, full_name, is_active, is_superuser, created_at, updated_at) "
-                "FROM STDIN"
+                "COPY users (email, full_name, is_active, is_superuser, security_stamp, "
+                "created_at, updated_at) FROM STDIN"
             ) as copy:
                 for i in range(1, USERS + 1):
                     copy.write_row(
-                        (f"user{i}@example.com", f"User {i}", True, i == 1, "now()", "now()")
+                        (f"user{i}@example.com", f"User {i}", True, i == 1, STAMP, "now()", "now()")
                     )
             conn.commit()
             cur.execute("ANALYZE users")
@@ -280,10 +293,8 @@ class Bench:
         settings = Settings(_env_file=None, JWT_SECRET_KEY=SECRET, APP_ENV="production")
         rng = random.Random(42)
         user_ids = rng.sample(range(2, USERS + 1), TOKENS)
-        tokens = [
-            issue_token(settings, user_id=i, email=f"user{i}@example.com").token for i in user_ids
-        ]
-        admin = issue_token(settings, user_id=1, email="user1@example.com").token
+        tokens = [issue_token(settings, SeededUser(i)).token for i in user_ids]
+        admin = issue_token(settings, SeededUser(1)).token
         ids = [f"/api/v1/users/{i}" for i in rng.sample(range(1, USERS + 1), 2000)]
         offsets = [rng.randrange(0, USERS - 20) for _ in range(500)]
         pages = [f"/api/v1/users/?limit=20&offset={offset}" for offset in offsets]

@@ -30,4 +30,4 @@ def pip_index_url() -> str:
 
 
 if __name__ == "__main__":
-    print(pip_index_url())  # noqa: T201
+    print(pip_index_url())

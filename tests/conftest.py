@@ -26,10 +26,10 @@ import pytest
 from alembic import command
 from fastapi import FastAPI
 from psycopg import sql
-from sqlalchemy import delete
 
 from app.config import Settings
-from app.db.session import Database
+from app.db.base import Base
+from app.db.database import Database
 from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
@@ -150,15 +150,21 @@ async def app(db_settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
+async def delete_all_rows(database: Database) -> None:
+    """Empty every table (children first), whatever tables the models define: each test starts
+    from an empty, migrated database."""
+    async with database.sessionmaker() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            await session.execute(table.delete())
+        await session.commit()
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
-    database: Database = app.state.database
-    async with database.sessionmaker() as session:
-        await session.execute(delete(User))
-        await session.commit()
+    await delete_all_rows(app.state.database)
 
 
 UserFactory = Callable[..., Awaitable[User]]
@@ -200,7 +206,7 @@ def auth(app: FastAPI) -> AuthHeaders:
     """`auth(user)` → headers carrying a fresh API token for that user."""
 
     def headers(user: User) -> dict[str, str]:
-        issued = issue_token(app.state.settings, user_id=user.id, email=user.email)
+        issued = issue_token(app.state.settings, user)
         return {"Authorization": f"Bearer {issued.token}"}
 
     return headers
@@ -248,10 +254,7 @@ def supabase_app_factory(database_url: str, supabase_fake: FakeSupabase) -> Supa
             try:
                 yield application
             finally:
-                database: Database = application.state.database
-                async with database.sessionmaker() as session:
-                    await session.execute(delete(User))
-                    await session.commit()
+                await delete_all_rows(application.state.database)
 
     return factory
 

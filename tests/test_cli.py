@@ -12,10 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import psycopg
 import pytest
 
-from tests.conftest import ADMIN_PG_URL, PROJECT_ROOT, TEST_SECRET, PostgresServer
+from tests.conftest import (
+    ADMIN_PG_URL,
+    PROJECT_ROOT,
+    TEST_SECRET,
+    PostgresServer,
+)
 from tests.processes import RunningServer, copy_project, running_server
 
 
@@ -51,6 +57,12 @@ def tables(sqlite_url: str) -> set[str]:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
+def columns(sqlite_url: str, table: str) -> set[str]:
+    path = sqlite_url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
 def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str) -> None:
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
     assert "users" in tables(sqlite_url)
@@ -67,9 +79,12 @@ def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str) -> None:
     assert rows == [("boss@example.com", 1)]
 
     assert manage("downgrade", "-1", database_url=sqlite_url).returncode == 0
+    assert "security_stamp" not in columns(sqlite_url, "users")  # the last revision reverted
+    assert manage("downgrade", "base", database_url=sqlite_url).returncode == 0
     assert "users" not in tables(sqlite_url)
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
     assert "users" in tables(sqlite_url)
+    assert "security_stamp" in columns(sqlite_url, "users")
 
 
 def test_create_superuser_promotes_existing_user(sqlite_url: str) -> None:
@@ -77,8 +92,8 @@ def test_create_superuser_promotes_existing_user(sqlite_url: str) -> None:
     path = sqlite_url.split("///", 1)[1]
     with sqlite3.connect(path) as conn:
         conn.execute(
-            "INSERT INTO users (email, is_active, is_superuser, created_at, updated_at) "
-            "VALUES ('plain@example.com', 0, 0, '2026-01-01', '2026-01-01')"
+            "INSERT INTO users (email, is_active, is_superuser, security_stamp, created_at, "
+            "updated_at) VALUES ('plain@example.com', 0, 0, 's', '2026-01-01', '2026-01-01')"
         )
     result = manage("create-superuser", "PLAIN@example.com", database_url=sqlite_url)
     assert result.returncode == 0
@@ -187,3 +202,40 @@ def test_run_serves_and_stops_cleanly_on_sigterm(served: RunningServer) -> None:
     while "rid=cli-run-1" not in served.text() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "GET /api/v1/users/me 401" in served.text() and "rid=cli-run-1" in served.text()
+
+
+def test_dev_token_script_signs_a_token_for_an_existing_user(sqlite_url: str) -> None:
+    assert manage("upgrade", database_url=sqlite_url).returncode == 0
+    assert manage("create-superuser", "dev@example.com", database_url=sqlite_url).returncode == 0
+    env = {**os.environ, "DATABASE_URL": sqlite_url, "JWT_SECRET_KEY": TEST_SECRET}
+    script = [sys.executable, "scripts/dev_token.py"]
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*script, *args],
+            cwd=PROJECT_ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    made = run("dev@example.com", APP_ENV="development")
+    assert made.returncode == 0, made.stderr
+    claims = jwt.decode(made.stdout.strip(), TEST_SECRET, algorithms=["HS256"])
+    path = sqlite_url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        user_id, stamp = conn.execute("SELECT id, security_stamp FROM users").fetchone()
+    assert (claims["sub"], claims["email"], claims["stamp"]) == (
+        str(user_id),
+        "dev@example.com",
+        stamp,
+    )
+
+    unknown = run("nobody@example.com", APP_ENV="development")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "error: no user with email 'nobody@example.com'"
+    refused = run("dev@example.com", APP_ENV="production")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "not in production" in refused.stderr

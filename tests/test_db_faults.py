@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
-from app.db.session import Database, open_session
+from app.db.database import Database, open_session
 from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
@@ -176,7 +176,7 @@ async def running(
         app_logger.addHandler(errors)
         try:
             with serve_in_thread(app) as base_url:
-                token = issue_token(settings, user_id=admin.id, email=admin.email).token
+                token = issue_token(settings, admin).token
                 async with httpx.AsyncClient(base_url=base_url, timeout=HANG_LIMIT + 5) as http:
                     yield Running(app, settings, proxy, http, {"Authorization": f"Bearer {token}"})
         finally:

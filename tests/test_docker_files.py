@@ -11,11 +11,10 @@ import fnmatch
 import json
 import os
 import re
-import socket
+import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from alembic.script import ScriptDirectory
 from app.config import Settings
 from manage import alembic_config
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_settings
-from tests.processes import free_port
+from tests.processes import RunningServer, free_port, running_server
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
@@ -118,19 +117,60 @@ def test_poetry_versions_match_the_makefile() -> None:
         assert f"{name}={wanted.group(1)}" in arguments(builder, "ARG")
 
 
+def user_creation() -> str:
+    """The runtime stage's RUN that creates the API's user."""
+    (run,) = [run for run in arguments(dockerfile_stages()[-1], "RUN") if "useradd" in run]
+    return run
+
+
+def stage_arg(stage: list[Instruction], name: str) -> str:
+    for args in arguments(stage, "ARG"):
+        key, _, default = args.partition("=")
+        if key == name:
+            return default
+    raise AssertionError(f"no ARG {name} in the stage")
+
+
 def test_runtime_stage_runs_as_non_root_with_venv_on_path() -> None:
     runtime = dockerfile_stages()[-1]
     users = arguments(runtime, "USER")
     assert users and users[-1] not in ("root", "0"), users
-    assert any(
-        "useradd" in run and run.split()[-1] == users[-1] for run in arguments(runtime, "RUN")
-    )
+    useradd = re.search(r"useradd (?P<options>.*?) (?P<name>\w+)(?: &&|$)", user_creation())
+    assert useradd is not None and useradd["name"] == users[-1]
+    assert '--uid "${APP_UID}"' in useradd["options"]
+    assert '--gid "${APP_GID}" ' + users[-1] in user_creation()  # the groupadd
+    # Without build arguments (`docker build .`): a high id that no host user has.
+    assert stage_arg(runtime, "APP_UID") == stage_arg(runtime, "APP_GID") == "10001"
     env = arguments(runtime, "ENV")
     assert "PATH=/app/.venv/bin:$PATH" in env
     assert any("APP_ENV=production" in e for e in env)
     assert arguments(runtime, "EXPOSE") == ["8000"]
     assert arguments(runtime, "ENTRYPOINT") == ['["/app/docker/entrypoint.sh"]']
     assert any("alembic/versions" in run and "chown" in run for run in arguments(runtime, "RUN"))
+
+
+@pytest.mark.parametrize(
+    ("uid", "gid", "refused"),
+    [("0", "1000", True), ("1000", "0", True), ("1000", "1000", False), ("501", "20", False)],
+)
+def test_user_creation_refuses_root_ids(uid: str, gid: str, refused: bool) -> None:
+    """The guard that opens the user-creation RUN, run for real with sh (the rest of the RUN,
+    groupadd and useradd, would change this machine)."""
+    guard = user_creation().partition(" && ")[0]
+    assert guard.startswith("if ")
+    result = subprocess.run(
+        ["sh", "-c", guard],
+        env={"PATH": os.environ["PATH"], "APP_UID": uid, "APP_GID": gid},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == (1 if refused else 0)
+    assert ("must not be 0" in result.stderr) == refused
+
+
+def test_runtime_stage_leaves_tmp_writable_for_everyone() -> None:
+    assert "chmod 1777 /tmp" in user_creation()
 
 
 def test_runtime_stage_copies_the_app_and_only_existing_paths() -> None:
@@ -249,9 +289,45 @@ def test_db_service_has_a_pg_isready_healthcheck_and_a_named_volume() -> None:
 
 def test_api_waits_for_a_healthy_database_and_publishes_8000() -> None:
     api = compose()["services"]["api"]
-    assert api["build"] == "."
+    assert api["build"]["context"] == "."
     assert api["ports"] == ["8000:8000"]
     assert api["depends_on"] == {"db": {"condition": "service_healthy", "restart": True}}
+
+
+def test_api_user_ids_come_from_the_environment_and_default_to_1000() -> None:
+    args = compose()["services"]["api"]["build"]["args"]
+    assert set(args) == {"APP_UID", "APP_GID"}
+    assert {k: interpolate(v, {}) for k, v in args.items()} == {
+        "APP_UID": "1000",
+        "APP_GID": "1000",
+    }
+    chosen = {"APP_UID": "1001", "APP_GID": "1002"}
+    assert {k: interpolate(v, chosen) for k, v in args.items()} == chosen
+    runtime = dockerfile_stages()[-1]
+    for name in args:
+        stage_arg(runtime, name)  # declared where the user is made, or the value is lost
+
+
+def image_workdir() -> Path:
+    (workdir,) = set(arguments(dockerfile_stages()[-1], "WORKDIR"))
+    return Path(workdir)
+
+
+def test_api_mounts_the_checkouts_revisions_where_the_image_reads_them() -> None:
+    """A revision written in one api container is seen by every later one (`run --rm`, a
+    restart), and lands in the checkout: the bind mount is the directory alembic reads."""
+    versions = ScriptDirectory.from_config(alembic_config(make_settings("sqlite://"))).versions
+    in_project = Path(versions).relative_to(PROJECT_ROOT)
+    assert in_project == Path("alembic/versions")
+    assert "alembic/ alembic/" in arguments(dockerfile_stages()[-1], "COPY")
+    mounts = [m.split(":") for m in compose()["services"]["api"]["volumes"]]
+    (target,) = [t for s, t in mounts if s == f"./{in_project}"]
+    assert Path(target) == image_workdir() / in_project
+    assert (PROJECT_ROOT / in_project).is_dir()
+
+
+def test_api_gets_a_fresh_tmp() -> None:
+    assert compose()["services"]["api"]["tmpfs"] == ["/tmp"]
 
 
 def test_api_environment_reaches_the_database_service() -> None:
@@ -268,23 +344,60 @@ def test_api_environment_reaches_the_database_service() -> None:
     )
 
 
-def test_api_environment_makes_valid_production_settings() -> None:
+# Settings that other work adds to app/config.py; Compose passes them through already.
+PASSED_THROUGH = {
+    "JWT_PREVIOUS_SECRET_KEYS",
+    "SUPABASE_URL",
+    "SUPABASE_PUBLISHABLE_KEY",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "SUPABASE_JWT_SECRET",
+    "SUPABASE_WEBHOOK_SECRET",
+    "REDIS_URL",
+    "RATE_LIMIT_EXCHANGE",
+    "LOG_FORMAT",
+    "METRICS_ENABLED",
+}
+NOT_YET_SETTINGS = {
+    "JWT_PREVIOUS_SECRET_KEYS",
+    "SUPABASE_PUBLISHABLE_KEY",
+    "SUPABASE_WEBHOOK_SECRET",
+    "REDIS_URL",
+    "RATE_LIMIT_EXCHANGE",
+    "LOG_FORMAT",
+    "METRICS_ENABLED",
+}
+
+
+def container_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings the API builds from exactly this process environment (no `.env`: the
+    image has none), empty values included, as the container gets them."""
+    for name in list(os.environ):
+        if name in Settings.model_fields or name in env:
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings(_env_file=None)
+
+
+def test_api_environment_makes_valid_production_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     env = api_environment({"JWT_SECRET_KEY": TEST_SECRET})
     for name in env:
-        assert name in Settings.model_fields or name == "WEB_CONCURRENCY", name
-    assert {"SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_JWT_SECRET"} <= env.keys()
-    # Empty pass-throughs (SUPABASE_* unset) count as unset, as they do in the container.
-    values = {key: value for key, value in env.items() if value and key != "WEB_CONCURRENCY"}
-    settings = make_settings(values.pop("DATABASE_URL"), **values)
+        assert name in Settings.model_fields or name in NOT_YET_SETTINGS | {"WEB_CONCURRENCY"}
+    # Unset on the host: passed as empty values, which the app reads as unset.
+    assert PASSED_THROUGH <= env.keys()
+    assert all(env[name] == "" for name in PASSED_THROUGH)
+    settings = container_settings(env, monkeypatch)
     assert settings.APP_ENV.value == "production"
     assert settings.jwt_secret == TEST_SECRET
     assert settings.cors_origins == ["http://localhost:3000"]
     assert not settings.supabase_configured
 
-    passed = api_environment(
-        {"JWT_SECRET_KEY": TEST_SECRET, "SUPABASE_URL": "https://ref.supabase.co"}
+
+@pytest.mark.parametrize("name", sorted(PASSED_THROUGH))
+def test_api_environment_passes_settings_through(name: str) -> None:
+    assert api_environment({"JWT_SECRET_KEY": TEST_SECRET, name: "from-dot-env"})[name] == (
+        "from-dot-env"
     )
-    assert passed["SUPABASE_URL"] == "https://ref.supabase.co"
 
 
 def test_api_refuses_to_start_without_a_jwt_secret() -> None:
@@ -427,29 +540,10 @@ def test_entrypoint_stops_when_the_migration_fails(tmp_path: Path) -> None:
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    env = entrypoint_env(f"sqlite+aiosqlite:///{tmp_path / 'live.db'}")
-    with subprocess.Popen(
-        [sys.executable, "manage.py", "run", "--port", str(port), "--no-reload"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    with running_server(
+        f"sqlite+aiosqlite:///{tmp_path / 'live.db'}", kind=RunningServer
     ) as server:
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                assert server.poll() is None, "the server exited"
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "the server did not start"
-                    time.sleep(0.1)
-            yield port
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        yield server.port
 
 
 def run_healthcheck(port: int) -> int:
@@ -465,3 +559,148 @@ def run_healthcheck(port: int) -> int:
 def test_healthcheck_passes_on_a_live_server_and_fails_without_one(live_server: int) -> None:
     assert run_healthcheck(live_server) == 0
     assert run_healthcheck(free_port()) != 0
+
+
+# --------------------------------------------------------------------------------------------
+# docker/compose-check.sh (`make compose-check`), with a stand-in for the shared tool
+
+COMPOSE_CHECK_WRAPPER = PROJECT_ROOT / "docker" / "compose-check.sh"
+IS_ROOT = os.geteuid() == 0
+
+# Records what it was given, as compose_check.sh would see it, and fails like a failed check.
+FAKE_TOOL = """#!/usr/bin/env bash
+{
+    echo "target=$1"
+    echo "ids=${APP_UID:-}:${APP_GID:-}"
+    echo "versions=$(stat -c '%u:%g' "$1/alembic/versions")"
+    echo "revision=$(ls "$1/alembic/versions")"
+} > "$RECORD"
+echo "compose: 0 passed, 1 failed"
+exit 1
+"""
+
+
+def checkout(root: Path) -> Path:
+    """A minimal project: the wrapper and one revision, in `root/work/project`."""
+    project = root / "work" / "project"
+    (project / "docker").mkdir(parents=True)
+    shutil.copy(COMPOSE_CHECK_WRAPPER, project / "docker" / "compose-check.sh")
+    (project / "alembic" / "versions").mkdir(parents=True)
+    (project / "alembic" / "versions" / "0001_first.py").write_text("# a revision\n")
+    return project
+
+
+def install_tool(root: Path) -> Path:
+    tool = root / "shared" / "tools" / "compose-check" / "compose_check.sh"
+    tool.parent.mkdir(parents=True)
+    tool.write_text(FAKE_TOOL)
+    return tool
+
+
+def engine_answers(root: Path) -> str:
+    """A `docker` whose `info` succeeds, first on PATH: an engine answers, whatever this
+    machine has."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "docker").chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+
+def run_wrapper(project: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("APP_UID", "APP_GID", "COMPOSE_CHECK")}
+    return subprocess.run(
+        ["bash", str(project / "docker" / "compose-check.sh")],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def recorded(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def test_compose_check_says_what_is_missing(tmp_path: Path) -> None:
+    project = checkout(tmp_path)
+    result = run_wrapper(project)
+    assert result.returncode == 2
+    assert "the compose-check tool is missing" in result.stderr
+    assert f"shared/tools/compose-check/compose_check.sh in the folders above {project}" in (
+        result.stderr
+    )
+    assert "COMPOSE_CHECK=/path/to/compose_check.sh" in result.stderr
+
+    result = run_wrapper(project, COMPOSE_CHECK=str(tmp_path / "nowhere.sh"))
+    assert result.returncode == 2
+    assert f"Looked for {tmp_path / 'nowhere.sh'}." in result.stderr
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="compose-check runs as root")
+def test_compose_check_runs_the_tool_above_the_project_on_it_as_its_owner(
+    tmp_path: Path,
+) -> None:
+    """A checkout that belongs to a user: checked in place, the API built with that user's ids,
+    and the tool's verdict is the wrapper's."""
+    project = checkout(tmp_path)
+    install_tool(tmp_path)
+    os.chown(project / "alembic" / "versions", 1234, 1235)
+    record = tmp_path / "record"
+
+    result = run_wrapper(project, PATH=engine_answers(tmp_path), RECORD=str(record))
+
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines()[-1] == "compose: 0 passed, 1 failed"
+    assert recorded(record) == {
+        "target": str(project),
+        "ids": "1234:1235",
+        "versions": "1234:1235",
+        "revision": "0001_first.py",
+    }
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="a root-owned checkout is made by root")
+def test_compose_check_hands_a_root_checkouts_revisions_to_the_api_user(tmp_path: Path) -> None:
+    """The API never runs as root: a root-owned checkout is checked on a copy whose
+    alembic/versions belongs to 1000:1000 (the README's chown), the copy removed afterwards."""
+    project = checkout(tmp_path)
+    tool = install_tool(tmp_path)
+    record = tmp_path / "record"
+
+    result = run_wrapper(
+        project, PATH=engine_answers(tmp_path), RECORD=str(record), COMPOSE_CHECK=str(tool)
+    )
+
+    assert result.returncode == 1, result.stderr
+    seen = recorded(record)
+    assert seen["target"] != str(project)
+    assert not Path(seen["target"]).exists()
+    assert seen | {"target": ""} == {
+        "target": "",
+        "ids": "1000:1000",
+        "versions": "1000:1000",
+        "revision": "0001_first.py",
+    }
+    assert (project / "alembic" / "versions").stat().st_uid == 0  # the checkout is left alone
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to run it as another user")
+def test_compose_check_says_why_no_engine_can_run(tmp_path: Path) -> None:
+    """What .ci/run prints when it skips: as an ordinary user."""
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-s", "--"]
+        + ["--why-not"],
+        input=COMPOSE_CHECK_WRAPPER.read_text(),
+        cwd="/",
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout.strip() == (
+        "not root: compose-check installs and starts its Docker engine as root"
+    )

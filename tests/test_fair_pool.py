@@ -11,8 +11,8 @@ from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.util.queue import AsyncAdaptedQueue, Empty
 
 from app.config import Settings
+from app.db.engine import create_engine
 from app.db.fair_pool import FairAsyncQueue, FairAsyncQueuePool
-from app.db.session import create_engine
 from tests.conftest import PostgresServer, make_settings
 
 

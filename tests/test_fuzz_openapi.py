@@ -39,14 +39,15 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.db.session import Database
+from app.db.database import Database
 from app.models.user import User
-from app.security import issue_token
+from tests.tokens import token_for
 
 Operation = APIOperation[Any, Any, Any, Any]
 AnyCase = Case[Any]
 
 MAX_EXAMPLES = 25
+STAMP = "fuzz-stamp"
 FUZZ_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
     derandomize=True,
@@ -105,8 +106,10 @@ class FuzzWorld:
     async def setup(self) -> None:
         database: Database = self.app.state.database
         async with database.sessionmaker() as session:
-            admin = await User.create(session, email=self.admin_email, is_superuser=True)
-            member = await User.create(session, email=self.member_email)
+            admin = await User.create(
+                session, email=self.admin_email, is_superuser=True, security_stamp=STAMP
+            )
+            member = await User.create(session, email=self.member_email, security_stamp=STAMP)
             await session.commit()
             self.admin_id, self.member_id = admin.id, member.id
 
@@ -127,6 +130,7 @@ class FuzzWorld:
                         supabase_id=None,
                         is_active=True,
                         is_superuser=is_superuser,
+                        security_stamp=STAMP,  # tokens revoked by an example work again
                     )
                 )
             await session.commit()
@@ -139,8 +143,8 @@ class FuzzWorld:
         if self.caller_id is None:
             return {}
         email = self.admin_email if self.caller == "superuser" else self.member_email
-        issued = issue_token(self.app.state.settings, user_id=self.caller_id, email=email)
-        return {"Authorization": f"Bearer {issued.token}"}
+        token = token_for(self.app.state.settings, self.caller_id, email, STAMP)
+        return {"Authorization": f"Bearer {token}"}
 
     async def send(self, case: AnyCase) -> httpx.Response:
         if self.dirty:

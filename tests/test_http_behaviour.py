@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.conftest import AuthHeaders, UserFactory, make_settings
+from tests.tokens import token_for
 
 
 async def test_hello_world(client: httpx.AsyncClient) -> None:
@@ -138,9 +139,7 @@ async def test_unreachable_database_answers_503_and_health_stays_up() -> None:
             ready = await http.get("/readyz")
             assert ready.status_code == 503
             assert ready.json() == {"detail": "Database unavailable"}
-            from app.security import issue_token
-
-            token = issue_token(settings, user_id=1, email="a@example.com").token
+            token = token_for(settings, 1, "a@example.com")
             me = await http.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 503
             assert me.json()["detail"].startswith("Database unavailable")

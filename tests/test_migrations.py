@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from app.config import Settings
 from app.db.base import Base
-from app.db.session import create_engine
+from app.db.engine import create_engine
 from manage import alembic_config
 from tests.conftest import PostgresServer, make_settings
 

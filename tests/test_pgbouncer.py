@@ -33,13 +33,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-import app.db.session
+import app.db.engine
 from app.config import Settings
-from app.db.session import engine_options, open_session
+from app.db.database import open_session
+from app.db.engine import engine_options
 from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
 from tests.conftest import IN_CI, PostgresServer, make_settings, migrate
+from tests.tokens import token_for
 
 ALIAS = "megapolis"
 PREPARED_STATEMENTS_OFF = (
@@ -196,7 +198,7 @@ async def run_load(url: str, tag: str, **overrides: Any) -> LoadResult:
     async with open_session(settings) as session:  # the CLI's way through the pooler
         admin = await User.create(session, email=f"admin-{tag}@example.com", is_superuser=True)
         await session.commit()
-    token = issue_token(settings, user_id=admin.id, email=admin.email).token
+    token = issue_token(settings, admin).token
     headers = {"Authorization": f"Bearer {token}"}
     errors = ErrorRecords()
     logging.getLogger("app").addHandler(errors)
@@ -265,7 +267,7 @@ async def test_with_prepared_statements_asyncpg_breaks(
             options["connect_args"].pop(key)
         return options
 
-    monkeypatch.setattr(app.db.session, "engine_options", with_prepared_statements)
+    monkeypatch.setattr(app.db.engine, "engine_options", with_prepared_statements)
     result = await run_load(pgbouncer.url("asyncpg"), "control", DATABASE_POOL_MODE="transaction")
 
     assert result.failures, "no failure: PgBouncer did not mix the transactions' connections"
@@ -285,7 +287,7 @@ async def test_without_the_pooler_setting_pgbouncer_refuses_the_connection(
 
     async with app_client(url, DATABASE_POOL_MODE="session") as http:
         for path in ("/readyz", "/api/v1/users/me"):
-            token = issue_token(make_settings(url), user_id=1, email="nobody@example.com").token
+            token = token_for(make_settings(url), 1, "nobody@example.com")
             response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 503, response.text
             assert "unavailable" in response.json()["detail"].lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 import typer
@@ -62,3 +63,52 @@ def test_local_files_it_names_exist() -> None:
             headings = re.findall(r"^#+ (.+)$", (PROJECT_ROOT / path).read_text(), re.M)
             slugs = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
             assert anchor in slugs, name
+
+
+def layout_tree() -> set[str]:
+    """The paths the "Project layout" tree names (directories end with `/`)."""
+    block = section("Project layout").split("```", 2)[1]
+    paths: set[str] = set()
+    parents: list[str] = []
+    for line in block.splitlines():
+        match = re.match(r"^((?:[│ ]  )*)[├└]─ (\S+)", line)
+        if match is None:
+            continue
+        depth = len(match.group(1)) // 3
+        name = match.group(2)
+        parents = parents[:depth]
+        path = "".join(parents) + name
+        paths.add(path)
+        if name.endswith("/"):
+            parents.append(name)
+    return paths
+
+
+def test_layout_tree_names_only_files_that_exist() -> None:
+    paths = layout_tree()
+    assert "app/main.py" in paths and "app/db/" in paths
+    missing = sorted(path for path in paths if not (PROJECT_ROOT / path).exists())
+    assert not missing, f"the README's layout names files that do not exist: {missing}"
+
+
+def test_layout_tree_names_every_module_and_top_level_entry() -> None:
+    paths = layout_tree()
+    modules = {
+        str(path.relative_to(PROJECT_ROOT))
+        for path in (PROJECT_ROOT / "app").rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    top_level = {
+        entry.name + ("/" if entry.is_dir() else "")
+        for entry in PROJECT_ROOT.iterdir()
+        if subprocess.run(
+            ["git", "ls-files", "--error-unmatch", entry.name],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+        and entry.name not in {".gitignore"}
+    }
+    unlisted = sorted((modules | top_level) - paths)
+    assert not unlisted, f"add these to the README's layout tree: {unlisted}"

@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from app.config import Settings, development_secret
-from app.db.session import open_session
+from app.db.database import open_session
 from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
@@ -238,7 +238,7 @@ async def test_tokens_and_changes_are_shared_between_instances(
     async with open_session(settings) as session:
         admin = await User.create(session, email="admin@example.com", is_superuser=True)
         await session.commit()
-    admin_token = issue_token(settings, user_id=admin.id, email=admin.email).token
+    admin_token = issue_token(settings, admin).token
     admin_headers = {"Authorization": f"Bearer {admin_token}"}
 
     # A user created through one instance...
@@ -248,7 +248,10 @@ async def test_tokens_and_changes_are_shared_between_instances(
     assert created.status_code == 201, created.text
     user_id = created.json()["id"]
     # ...is seen by the other, and a token issued by the first works on the second.
-    token = issue_token(settings, user_id=user_id, email="shared@example.com").token
+    async with open_session(settings) as session:
+        shared = await User.get_by_id(session, user_id)
+    assert shared is not None
+    token = issue_token(settings, shared).token
     headers = {"Authorization": f"Bearer {token}"}
     for instance in (first, second):
         me = await instance.get("/auth/me", headers=headers)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from app.config import Settings
 from app.db.base import MAX_INT_ID
-from app.db.session import SessionDep
+from app.dependencies import SessionDep
 from app.main import create_app
 from app.router import ROUTERS
 from tests.conftest import PROJECT_ROOT, AuthHeaders, UserFactory, make_settings

@@ -21,10 +21,10 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.security import issue_token
 from tests.conftest import PostgresServer, make_settings, migrate
 from tests.processes import STARTUP_LIMIT, RunningServer, running_server
 from tests.tcp_proxy import TCPProxy
+from tests.tokens import token_for
 
 EXIT_LIMIT = 20.0
 
@@ -77,16 +77,17 @@ def test_sigterm_finishes_requests_in_flight(postgres_server: PostgresServer) ->
         libpq_url = direct.set(drivername="postgresql").render_as_string(False)
         with psycopg.connect(libpq_url) as conn:
             row = conn.execute(
-                "INSERT INTO users (email, is_active, is_superuser, created_at, updated_at) "
-                "VALUES ('inflight@example.com', true, true, now(), now()) RETURNING id"
+                "INSERT INTO users (email, is_active, is_superuser, security_stamp, created_at,"
+                " updated_at) VALUES ('inflight@example.com', true, true, 'test-stamp', now(),"
+                " now()) RETURNING id"
             ).fetchone()
         assert row is not None
-        token = issue_token(make_settings(direct_url), user_id=row[0], email="inflight@example.com")
-        headers = {"Authorization": f"Bearer {token.token}"}
+        token = token_for(make_settings(direct_url), row[0], "inflight@example.com", "test-stamp")
+        headers = {"Authorization": f"Bearer {token}"}
         body = json.dumps({"email": "late-body@example.com"}).encode()
         post_head = (
             "POST /api/v1/users/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nAuthorization: Bearer {token.token}\r\n"
+            f"Content-Type: application/json\r\nAuthorization: Bearer {token}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
 

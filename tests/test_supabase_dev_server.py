@@ -23,12 +23,10 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from sqlalchemy import delete
 
-from app.db.session import Database
-from app.models.user import User
+from app.db.database import Database
 from app.supabase import dev_server
-from tests.conftest import PROJECT_ROOT, make_settings
+from tests.conftest import PROJECT_ROOT, delete_all_rows, make_settings
 from tests.processes import STARTUP_LIMIT, RunningServer, free_port, running_server
 
 EXPORT = re.compile(r"^export (SUPABASE_[A-Z_]+)=(\S+)$", re.M)
@@ -84,12 +82,10 @@ def dev_supabase(port: int, env: dict[str, str] | None = None) -> Iterator[DevSu
         reader.join(timeout=5)
 
 
-async def delete_users(database_url: str) -> None:
+async def delete_rows(database_url: str) -> None:
     database = Database(make_settings(database_url))
     try:
-        async with database.sessionmaker() as session:
-            await session.execute(delete(User))
-            await session.commit()
+        await delete_all_rows(database)
     finally:
         await database.dispose()
 
@@ -146,7 +142,7 @@ async def test_a_newcomer_signs_in_with_it(
                     assert new_token != exports["SUPABASE_TOKEN"]
                     assert again.splitlines()[0] == me.text  # same user, a new Supabase session
         finally:
-            await delete_users(database_url)
+            await delete_rows(database_url)
 
         # Ctrl-C (or SIGTERM) stops it cleanly.
         fake.process.send_signal(signal.SIGINT)

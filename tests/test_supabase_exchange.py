@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.db.session import Database
+from app.db.database import Database
 from app.models.user import User
 from app.security import issue_token
 from tests.conftest import SupabaseAppFactory, asgi_client
@@ -303,9 +303,7 @@ async def test_a_stalled_supabase_does_not_hold_up_other_requests(
         asgi_client(app) as client,
     ):
         someone = await add_user(app, "someone@example.com")
-        api_token = bearer(
-            issue_token(app.state.settings, user_id=someone.id, email=someone.email).token
-        )
+        api_token = bearer(issue_token(app.state.settings, someone).token)
 
         async def timed(path: str, headers: dict[str, str]) -> tuple[int, float]:
             started = time.perf_counter()

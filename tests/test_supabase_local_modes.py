@@ -13,7 +13,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
-from app.db.session import Database
+from app.db.database import Database
 from app.models.user import User
 from tests.conftest import SupabaseAppFactory, asgi_client
 from tests.supabase_fake import JWKS_PATH, FakeSupabase, FakeUser, Scripted

@@ -26,6 +26,7 @@ def claims_for(user_id: int, **overrides: Any) -> dict[str, Any]:
         "email": "x@example.com",
         "iat": now,
         "exp": now + timedelta(hours=1),
+        "stamp": "test-stamp",
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
@@ -44,7 +45,7 @@ async def test_issued_token_carries_the_contract_claims(
     app: FastAPI, make_user: UserFactory
 ) -> None:
     user = await make_user("claims@example.com")
-    issued = issue_token(app.state.settings, user_id=user.id, email=user.email)
+    issued = issue_token(app.state.settings, user)
     header = jwt.get_unverified_header(issued.token)
     assert header["alg"] == "HS256"
     claims = jwt.decode(issued.token, TEST_SECRET, algorithms=["HS256"])

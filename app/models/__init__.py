@@ -1,5 +1,6 @@
 """Every model is imported here, so `Base.metadata` (and Alembic's autogenerate) sees it."""
 
+from app.models.post import Post
 from app.models.user import User
 
-__all__ = ["User"]
+__all__ = ["Post", "User"]

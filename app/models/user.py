@@ -1,18 +1,19 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
 
-from sqlalchemy import Boolean, String, func, select
+from sqlalchemy import Boolean, Select, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, CRUDMixin, TimestampMixin
+from app.fields import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, normalize_email
 
-EMAIL_MAX_LENGTH = 320
+SECURITY_STAMP_LENGTH = 32
 
 
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
+def new_security_stamp() -> str:
+    return secrets.token_urlsafe(16)  # 22 characters, 128 random bits
 
 
 class User(CRUDMixin, TimestampMixin, Base):
@@ -22,12 +23,22 @@ class User(CRUDMixin, TimestampMixin, Base):
     # Stored lower-case, so the unique constraint is also case-insensitive.
     email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True)
     supabase_id: Mapped[str | None] = mapped_column(String(36), unique=True, default=None)
-    full_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    full_name: Mapped[str | None] = mapped_column(String(FULL_NAME_MAX_LENGTH), default=None)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Every API token carries the stamp current when it was issued, and is accepted only while
+    # it is still the account's stamp: a new one revokes them all. Random, so a token can never
+    # match another account that later gets the same id.
+    security_stamp: Mapped[str] = mapped_column(
+        String(SECURITY_STAMP_LENGTH), default=new_security_stamp
+    )
 
     def __repr__(self) -> str:
         return f"<User id={self.id!r}>"
+
+    def revoke_tokens(self) -> None:
+        """Revoke every API token issued so far (flushed with the next flush)."""
+        self.security_stamp = new_security_stamp()
 
     @classmethod
     async def get_by_email(cls, session: AsyncSession, email: str) -> User | None:
@@ -40,10 +51,6 @@ class User(CRUDMixin, TimestampMixin, Base):
         return result.scalar_one_or_none()
 
     @classmethod
-    async def list_page(
-        cls, session: AsyncSession, *, limit: int, offset: int
-    ) -> tuple[Sequence[User], int]:
-        """One page ordered by id, and the total count."""
-        total = await session.scalar(select(func.count()).select_from(cls))
-        rows = await session.scalars(select(cls).order_by(cls.id).limit(limit).offset(offset))
-        return rows.all(), int(total or 0)
+    def ordered(cls) -> Select[tuple[User]]:
+        """Every user, oldest first: the order of the users list."""
+        return select(cls).order_by(cls.id)

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import HTTPBearer
 
-from app.db.session import SessionDep
-from app.dependencies import CurrentUser, SettingsDep
+from app.dependencies import CurrentUser, SessionDep, SettingsDep, SupabaseAuthDep
 from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.errors import responses
 from app.schemas.user import CurrentUserResponse, UserSummary
 from app.services.auth import AuthService
-from app.supabase.client import SupabaseAuthDep
+from app.services.user import UserService
 from app.supabase.token_dependency import SupabaseToken
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -52,3 +51,11 @@ async def verify_supabase_token(
 async def read_me(user: CurrentUser) -> CurrentUserResponse:
     """The user behind the API token."""
     return CurrentUserResponse(user=UserSummary(id=user.id, email=user.email))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=responses(401, 503))
+async def logout(user: CurrentUser, session: SessionDep) -> Response:
+    """Sign out everywhere: every API token of the caller issued so far answers 401 from now on
+    (this one included). A token from a new exchange works at once."""
+    await UserService.revoke_tokens(session, user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

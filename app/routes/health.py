@@ -5,7 +5,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 
-from app.db.session import Database
+from app.db.database import Database
 from app.errors import ServiceUnavailable
 from app.schemas.errors import responses
 

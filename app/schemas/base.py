@@ -1,4 +1,6 @@
-from pydantic import BaseModel, ConfigDict
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Schema(BaseModel):
@@ -8,6 +10,27 @@ class Schema(BaseModel):
 
 
 class RequestSchema(BaseModel):
-    """Base of every request body: unknown fields are an error, not silently dropped."""
+    """Base of every request body: unknown fields are an error, not silently dropped. Field
+    types come from `app/fields.py`."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
+
+
+def optional_not_null() -> Any:
+    """The default of a field a PATCH may leave out: absent means unchanged, and `null` is
+    refused (422) because the column cannot be empty. Use it as
+    `title: Title = optional_not_null()`; services apply `model_dump(exclude_unset=True)`.
+    (Typed `Any` so that the field keeps its non-optional type.)"""
+    return Field(default=None)
+
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(Schema, Generic[ItemT]):
+    """One page of a list (services return `app.db.pagination.Page`, read by attributes)."""
+
+    items: list[ItemT]
+    total: int
+    limit: int
+    offset: int

@@ -51,7 +51,7 @@ class AuthService:
         (`app.supabase.token_dependency.SupabaseToken`)."""
         identity = await supabase.verify(token)
         user = await user_for_identity(session, supabase, token, identity)
-        issued = issue_token(settings, user_id=user.id, email=user.email)
+        issued = issue_token(settings, user)
         return SupabaseTokenExchange(
             token=issued.token,
             user=UserSummary(id=user.id, email=user.email),

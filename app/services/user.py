@@ -1,14 +1,16 @@
-"""The rules about users: who may do what, duplicates, missing rows. Each public method is one
-use case and owns its transaction (it commits)."""
+"""The rules about users: who may do what, duplicates, missing rows, when tokens are revoked.
+Each public method is one use case and owns its transaction (it commits). Like every service,
+it returns models (one, or a `Page` of them); the route's response schema serializes them."""
 
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.pagination import Page, paginate
 from app.errors import EmailAlreadyRegistered, PermissionDenied, UserNotFound
 from app.models.user import User
-from app.schemas.user import UserCreateRequest, UserPage, UserResponse, UserUpdateRequest
+from app.schemas.user import UserCreateRequest, UserUpdateRequest
 
 # Fields only a superuser may change, on any record. The email is one of them: it is what links
 # an account to a Supabase sign-in (a user who could set any address would be linked to, or
@@ -31,10 +33,15 @@ class UserService:
         return user
 
     @staticmethod
-    async def list_users(session: AsyncSession, *, limit: int, offset: int) -> UserPage:
-        users, total = await User.list_page(session, limit=limit, offset=offset)
-        items = [UserResponse.model_validate(user) for user in users]
-        return UserPage(items=items, total=total, limit=limit, offset=offset)
+    async def list_users(session: AsyncSession, *, limit: int, offset: int) -> Page[User]:
+        return await paginate(session, User.ordered(), limit=limit, offset=offset)
+
+    @staticmethod
+    async def find_user(session: AsyncSession, user_id: int) -> User:
+        user = await User.get_by_id(session, user_id)
+        if user is None:
+            raise UserNotFound()
+        return user
 
     @staticmethod
     async def get_user(session: AsyncSession, actor: User, user_id: int) -> User:
@@ -44,10 +51,7 @@ class UserService:
             return actor
         if not actor.is_superuser:
             raise PermissionDenied("You can only access your own user record")
-        user = await User.get_by_id(session, user_id)
-        if user is None:
-            raise UserNotFound()
-        return user
+        return await UserService.find_user(session, user_id)
 
     @staticmethod
     async def update_user(
@@ -59,17 +63,19 @@ class UserService:
                 "Only a superuser can change email, is_active or is_superuser; "
                 "your email comes from your Supabase sign-in"
             )
-        if changes.get("email") is None:
-            changes.pop("email", None)
-        elif changes["email"] != user.email:
-            existing = await User.get_by_email(session, changes["email"])
-            if existing is not None:
-                raise EmailAlreadyRegistered()
         for field in PRIVILEGED_FIELDS & changes.keys():
             if changes[field] is None:
                 del changes[field]
+        email_changes = "email" in changes and changes["email"] != user.email
+        if email_changes and await User.get_by_email(session, changes["email"]) is not None:
+            raise EmailAlreadyRegistered()
         if not changes:
             return user
+        session.add(user)  # the caller was read outside this session (app/authentication.py)
+        if email_changes or (changes.get("is_active") is False and user.is_active):
+            # A token must not outlive the address or the access it was issued for; reactivating
+            # later does not bring these tokens back.
+            user.revoke_tokens()
         try:
             await user.update(session, **changes)
             await session.commit()
@@ -80,5 +86,13 @@ class UserService:
 
     @staticmethod
     async def delete_user(session: AsyncSession, user: User) -> None:
+        session.add(user)
         await user.delete(session)
+        await session.commit()
+
+    @staticmethod
+    async def revoke_tokens(session: AsyncSession, user: User) -> None:
+        """Every API token of `user` issued so far stops working ("sign out everywhere")."""
+        session.add(user)
+        user.revoke_tokens()
         await session.commit()

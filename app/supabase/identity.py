@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.models.user import EMAIL_MAX_LENGTH
+from app.fields import EMAIL_MAX_LENGTH
 from app.supabase.timestamps import is_future
 
 FULL_NAME_MAX_LENGTH = 255

@@ -1,0 +1,79 @@
+"""`Database`: one app instance's engine and session factory, and the facts about that engine.
+
+Two ways to get a session, one for each place:
+- in a route or dependency: `session: SessionDep` (`app/dependencies.py`): one session per
+  request, closed after the response;
+- anywhere else (CLI, scripts, background jobs): `async with open_session() as session: ...`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from app.config import Settings, get_settings
+from app.db.engine import create_engine
+
+
+class ReadOnlySession(Session):
+    """A session that refuses to write: for reads outside a transaction (see `Database`)."""
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_writes(_session: Session, _flush_context: Any, _instances: Any) -> None:
+    raise RuntimeError("this session only reads: change data through SessionDep / a service")
+
+
+def create_sessionmaker(
+    engine: AsyncEngine, sync_session_class: type[Session] = Session
+) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: objects stay readable after a commit, without implicit async I/O.
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, sync_session_class=sync_session_class
+    )
+
+
+class Database:
+    """Made in the app's lifespan (`app.state.database`) and disposed at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = create_engine(settings)
+        self.sessionmaker = create_sessionmaker(self.engine)
+        self.uses_transaction_pooler = settings.uses_transaction_pooler
+        # asyncpg prepares a statement (Parse, Sync) and then runs it (Bind, Execute, Sync):
+        # outside a transaction a transaction pooler may send the second half to another server
+        # connection ("prepared statement ... does not exist"). Inside one, it keeps the same
+        # server connection until COMMIT/ROLLBACK. So there, every statement needs a transaction.
+        self.allows_autocommit = not (
+            self.uses_transaction_pooler and self.engine.dialect.driver == "asyncpg"
+        )
+        self.autocommit_engine = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.allows_autocommit
+            else self.engine
+        )
+        """The same engine and pool, with each statement outside a transaction: a read is one
+        round trip instead of BEGIN + SELECT + ROLLBACK."""
+        self.read_sessionmaker = create_sessionmaker(self.autocommit_engine, ReadOnlySession)
+        """Sessions for routes that only read. Each query sees what is committed when it runs
+        (READ COMMITTED, as inside a transaction), but two queries are not one snapshot: a page
+        and its total may be a row apart while others write."""
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+@asynccontextmanager
+async def open_session(settings: Settings | None = None) -> AsyncIterator[AsyncSession]:
+    """A session outside a request (CLI, scripts): its own short-lived engine."""
+    engine = create_engine(settings or get_settings(), pooled=False)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()

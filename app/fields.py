@@ -1,0 +1,89 @@
+"""The rules of a field, in one place: lengths, normalisation, which characters are allowed.
+
+Models take their column lengths from here, request schemas their types, and the Supabase
+integration the same email rules, so a rule cannot drift between the three.
+
+Each text type states its rule in the OpenAPI schema too (`maxLength`, `pattern`): what the
+schema allows is exactly what the API accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, EmailStr, Field, StrictBool
+
+EMAIL_MAX_LENGTH = 320
+FULL_NAME_MAX_LENGTH = 255
+TITLE_MAX_LENGTH = 200
+STRING_MAX_LENGTH = 255  # a short single-line value (the default for a generated `str` field)
+TEXT_MAX_LENGTH = 20_000  # multi-line text (a post's body, a generated `text` field)
+
+# C0 controls, DEL and C1 controls. PostgreSQL refuses NUL in text; newlines and terminal escapes
+# have no place in a name or an address. (Lone UTF-16 surrogates are refused by pydantic itself.)
+CONTROL_CHARACTERS = r"\x00-\x1F\x7F-\x9F"
+_CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")
+# Multi-line text may hold tabs and line breaks (\t \n \r), no other control character.
+_MULTILINE_FORBIDDEN = r"\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F"
+
+# One line, no control characters, at least one character that is not whitespace.
+SINGLE_LINE_PATTERN = (
+    f"^[^{CONTROL_CHARACTERS}]*[^\\s{CONTROL_CHARACTERS}][^{CONTROL_CHARACTERS}]*$"
+)
+MULTILINE_PATTERN = f"^[^{_MULTILINE_FORBIDDEN}]*$"
+_MULTILINE_FORBIDDEN_RE = re.compile(f"[{_MULTILINE_FORBIDDEN}]")
+
+
+def has_control_characters(text: str) -> bool:
+    return _CONTROL_CHARACTER.search(text) is not None
+
+
+def normalize_email(email: str) -> str:
+    """Emails are stored lower-case, so uniqueness is case-insensitive. Nothing else is
+    repaired: an address with surrounding whitespace or control characters is refused, not
+    trimmed into someone else's."""
+    return email.lower()
+
+
+def single_line(text: str) -> str:
+    """The rule of `SINGLE_LINE_PATTERN`, with readable errors; the value trimmed."""
+    if has_control_characters(text):
+        raise ValueError("must be a single line without control characters")
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text.strip()
+
+
+def multiline(text: str) -> str:
+    """The rule of `MULTILINE_PATTERN`, with a readable error."""
+    if _MULTILINE_FORBIDDEN_RE.search(text):
+        raise ValueError("must not contain control characters other than tabs and line breaks")
+    return text
+
+
+# Each text type: its length, its pattern for the OpenAPI schema, the validator that applies it.
+SINGLE_LINE = {"pattern": SINGLE_LINE_PATTERN}
+MULTILINE = {"pattern": MULTILINE_PATTERN}
+
+FullName = Annotated[
+    str,
+    Field(max_length=FULL_NAME_MAX_LENGTH, json_schema_extra=SINGLE_LINE),
+    AfterValidator(single_line),
+]
+Title = Annotated[
+    str,
+    Field(max_length=TITLE_MAX_LENGTH, json_schema_extra=SINGLE_LINE),
+    AfterValidator(single_line),
+]
+ShortText = Annotated[
+    str,
+    Field(max_length=STRING_MAX_LENGTH, json_schema_extra=SINGLE_LINE),
+    AfterValidator(single_line),
+]
+LongText = Annotated[
+    str, Field(max_length=TEXT_MAX_LENGTH, json_schema_extra=MULTILINE), AfterValidator(multiline)
+]
+Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(normalize_email)]
+# `true`/`false` only: the schema says boolean, so 0, "yes" or "off" are refused.
+Flag = StrictBool

@@ -1,0 +1,48 @@
+"""The rules about posts. Each public method is one use case and owns its transaction (it
+commits); it returns models (one, or a `Page` of them). Who may change a post is checked before
+these run, by the route's `EditablePost` dependency (the author, or a superuser)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.pagination import Page, paginate
+from app.errors import PostNotFound
+from app.models.post import Post
+from app.models.user import User
+from app.schemas.post import PostCreateRequest, PostUpdateRequest
+
+
+class PostService:
+    @staticmethod
+    async def create_post(session: AsyncSession, author: User, data: PostCreateRequest) -> Post:
+        post = await Post.create(session, author_id=author.id, **data.model_dump())
+        await session.commit()
+        return post
+
+    @staticmethod
+    async def list_posts(
+        session: AsyncSession, *, limit: int, offset: int, author_id: int | None = None
+    ) -> Page[Post]:
+        statement = Post.newest_first(author_id=author_id)
+        return await paginate(session, statement, limit=limit, offset=offset)
+
+    @staticmethod
+    async def get_post(session: AsyncSession, post_id: int) -> Post:
+        post = await Post.get_by_id(session, post_id)
+        if post is None:
+            raise PostNotFound()
+        return post
+
+    @staticmethod
+    async def update_post(session: AsyncSession, post: Post, data: PostUpdateRequest) -> Post:
+        changes = data.model_dump(exclude_unset=True)
+        if changes:
+            await post.update(session, **changes)
+            await session.commit()
+        return post
+
+    @staticmethod
+    async def delete_post(session: AsyncSession, post: Post) -> None:
+        await post.delete(session)
+        await session.commit()
