@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     SUPABASE_VERIFY_MODE: Literal["remote", "jwks"] = "remote"
     SUPABASE_CONNECT_TIMEOUT: float = Field(default=3.0, gt=0)
     SUPABASE_READ_TIMEOUT: float = Field(default=5.0, gt=0)
+    # Enables POST /auth/supabase/webhook: the bearer secret Supabase's Database Webhook sends.
+    SUPABASE_WEBHOOK_SECRET: str | None = Field(default=None, min_length=32)
 
     CORS_ORIGINS: Annotated[list[str] | None, NoDecode] = None
     # Host names the API answers to (e.g. "api.example.com,*.example.com"); unset: any.
@@ -91,7 +93,9 @@ class Settings(BaseSettings):
             raise ValueError("SUPABASE_URL must be an http(s) URL, e.g. https://<ref>.supabase.co")
         return value.strip()
 
-    @field_validator("SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_PUBLISHABLE_KEY")
+    @field_validator(
+        "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_WEBHOOK_SECRET"
+    )
     @classmethod
     def _check_supabase_key(cls, value: str | None, info: ValidationInfo) -> str | None:
         # It goes into an HTTP header: visible ASCII only. Either key generation (legacy JWT,
