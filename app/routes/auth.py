@@ -39,7 +39,9 @@ async def verify_supabase_token(
     wins when both are sent.
 
     401: missing, malformed, invalid, expired or signed-out token, deleted or banned Supabase user.
-    403: the Supabase account has no email address, or the user is deactivated.
+    403: the Supabase account has no email address, or one with whitespace or control
+    characters; no account has this email yet and Supabase has not confirmed it (confirm it
+    first); Supabase reports the user banned; the user is deactivated.
     409: the email belongs to an existing user and is not confirmed in Supabase (confirm it to
     link the account), or that user is linked to another Supabase user.
     503: Supabase is not configured, unreachable, too slow, or refused this server's key.
