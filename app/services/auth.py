@@ -8,6 +8,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.config import Settings
 from app.errors import (
@@ -164,7 +165,8 @@ async def claim_link(session: AsyncSession, holder: User, supabase_id: str) -> b
     result = cast(CursorResult[Any], await session.execute(statement))
     if result.rowcount != 1:
         return False
-    holder.supabase_id = supabase_id  # what the row now holds; also for the caller's answer
+    # What the row now holds, without marking it changed (the UPDATE is done).
+    set_committed_value(holder, "supabase_id", supabase_id)
     return True
 
 

@@ -19,11 +19,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.errors import InvalidSupabaseToken, NotAuthenticated
-from app.supabase.client import SupabaseAuthDep
+from app.supabase.client import SupabaseAuth, get_supabase_auth
 from app.supabase.token_extraction import TokenExtractionError, TokenMissing, extract_token
 
 
-async def supabase_token(request: Request, supabase: SupabaseAuthDep) -> str:
+async def supabase_token(
+    request: Request, supabase: Annotated[SupabaseAuth, Depends(get_supabase_auth)]
+) -> str:
     supabase.ensure_configured()
     try:
         return extract_token(request.headers, supabase.project_ref)
