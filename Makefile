@@ -26,12 +26,15 @@ help:
 	@echo "make test    install what is missing, run the whole test suite"
 	@echo "make install Poetry (if missing) and the locked dependencies"
 	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make format  let ruff fix what it can and format the code"
+	@echo "make clean   remove .venv, .tools and the tools' caches"
 	@echo "make bench   benchmark against bare FastAPI references (needs wrk and PostgreSQL)"
 	@echo "make compose-check  build the image, run and check the Compose stack (root, shared tool)"
 
 $(POETRY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (found " + sys.version.split()[0] + ")")'
-	@echo "Installing Poetry $(POETRY_VERSION) into $(TOOLS_DIR)/poetry"
+	@echo "Installing Poetry $(POETRY_VERSION) and poetry-plugin-pypi-mirror into $(TOOLS_DIR)/poetry"
+	@echo "(once per checkout; downloading them takes about 20 s, from $(if $(PIP_INDEX),$(PIP_INDEX),pip's default index))"
 	$(PYTHON) -m venv $(TOOLS_DIR)/poetry
 	$(TOOLS_DIR)/poetry/bin/pip install --quiet --disable-pip-version-check \
 		"poetry==$(POETRY_VERSION)" "poetry-plugin-pypi-mirror==$(POETRY_MIRROR_PLUGIN_VERSION)"

@@ -14,6 +14,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from app.rate_limit.config import check_rate_limit, check_redis_url
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_FILE = PROJECT_ROOT / ".secrets" / "jwt_secret_key"
 MIN_SECRET_BYTES = 32
@@ -75,6 +77,22 @@ class Settings(BaseSettings):
     ALLOWED_HOSTS: Annotated[list[str] | None, NoDecode] = None
 
     MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
+
+    # Rate limits (app/rate_limit/). With REDIS_URL the counters live in Redis, shared by every
+    # worker and replica; without it each process counts on its own.
+    REDIS_URL: str | None = None
+    # Exchanges (GET /auth/verify_supabase_token) per client address, e.g. "60/minute".
+    RATE_LIMIT_EXCHANGE: str = "60/minute"
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_redis_url("REDIS_URL", value)
+
+    @field_validator("RATE_LIMIT_EXCHANGE")
+    @classmethod
+    def _check_rate_limit_exchange(cls, value: str) -> str:
+        return check_rate_limit("RATE_LIMIT_EXCHANGE", value)
 
     @field_validator("CORS_ORIGINS", "ALLOWED_HOSTS", "JWT_PREVIOUS_SECRET_KEYS", mode="before")
     @classmethod

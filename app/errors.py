@@ -121,3 +121,14 @@ class SupabaseEmailUnusable(PermissionDenied):
 class SupabaseUserBanned(PermissionDenied):
     def __init__(self) -> None:
         super().__init__("This Supabase account is banned")
+
+
+class TooManyRequests(HTTPException):
+    """429: over a rate limit. `Retry-After`: seconds until a request would be accepted again."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"Too many requests from this address, try again in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )

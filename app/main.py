@@ -13,6 +13,7 @@ from app.db.database import Database
 from app.exception_handlers import install_exception_handlers
 from app.logging import configure_logging
 from app.middlewares import RequestContextMiddleware, RequestLimitsMiddleware
+from app.rate_limit.limiter import create_rate_limiter
 from app.router import include_routers
 from app.supabase.client import SupabaseAuth, create_http_client
 
@@ -26,9 +27,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.database = Database(settings)
         # One shared HTTP client (one connection pool) for every call to Supabase.
         app.state.supabase = SupabaseAuth(settings, create_http_client(settings))
+        # Rate-limit counters: one Redis connection pool (REDIS_URL) or this process's memory.
+        app.state.rate_limiter = create_rate_limiter(settings)
         try:
             yield
         finally:
+            await app.state.rate_limiter.aclose()
             await app.state.supabase.aclose()
             await app.state.database.dispose()
 

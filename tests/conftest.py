@@ -50,6 +50,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "JWT_SECRET_KEY": TEST_SECRET,
         "APP_ENV": "test",
         "CORS_ORIGINS": "http://localhost:3000,http://localhost:5173",
+        "RATE_LIMIT_EXCHANGE": "100000/minute",  # tests/test_rate_limit.py sets its own
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -94,7 +95,8 @@ def postgres_server() -> PostgresServer:
         with psycopg.connect(ADMIN_PG_URL, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        reason = f"PostgreSQL at {ADMIN_PG_URL} is not reachable ({str(exc).strip()[:120]})"
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = f"PostgreSQL at {ADMIN_PG_URL} is not reachable: {cause}"
         if IN_CI:
             pytest.fail(f"{reason}; CI=true requires the PostgreSQL tests to run")
         if not _postgres_skip_reason:
@@ -107,9 +109,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _postgres_skip_reason:
         terminalreporter.write_sep("!", "PostgreSQL half of the suite SKIPPED", yellow=True)
         terminalreporter.write_line(_postgres_skip_reason[0])
-        terminalreporter.write_line(
-            "Start PostgreSQL on 127.0.0.1:5432 (or set TEST_POSTGRES_URL) to run it."
-        )
+        if "TEST_POSTGRES_URL" in os.environ:
+            hint = "Check TEST_POSTGRES_URL (or unset it to use 127.0.0.1:5432) to run it."
+        else:
+            hint = "Start PostgreSQL on 127.0.0.1:5432, or set TEST_POSTGRES_URL, to run it."
+        terminalreporter.write_line(hint)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +45,12 @@ def copy_project(destination: Path) -> Path:
     return destination
 
 
-def launch_server(database_url: str, port: int, *extra: str) -> subprocess.Popen[str]:
+def launch_server(
+    database_url: str, port: int, *extra: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
     """`python manage.py run --no-reload --port PORT [extra]` in its own process group (so a
-    cleanup with `os.killpg` reaches its workers too), output on `stdout`."""
+    cleanup with `os.killpg` reaches its workers too), output on `stdout`; `env`: more
+    environment variables (settings) for the server."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "run", "--no-reload", "--port", str(port), *extra],
         cwd=PROJECT_ROOT,
@@ -56,6 +59,7 @@ def launch_server(database_url: str, port: int, *extra: str) -> subprocess.Popen
             "DATABASE_URL": database_url,
             "JWT_SECRET_KEY": TEST_SECRET,
             "APP_ENV": "test",
+            **(env or {}),
         },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,11 +97,13 @@ def running_server(
     database_url: str,
     *extra: str,
     kind: type[ServerT] = RunningServer,  # type: ignore[assignment]
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[ServerT]:
     """`manage.py run` answering on /healthz; killed (with its workers) at the end whatever
-    happens. `kind` may be a subclass of RunningServer with a test's own helpers."""
+    happens. `kind` may be a subclass of RunningServer with a test's own helpers; `env` as for
+    `launch_server`."""
     port = free_port()
-    process = launch_server(database_url, port, *extra)
+    process = launch_server(database_url, port, *extra, env=env)
     server = kind(process, port)
     assert process.stdout is not None
     reader = threading.Thread(target=server.output.extend, args=(process.stdout,), daemon=True)

@@ -22,6 +22,7 @@ import asyncio
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -40,6 +41,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.db.database import Database
+from app.models.post import Post
 from app.models.user import User
 from tests.tokens import token_for
 
@@ -66,7 +68,15 @@ NEEDS_EXTERNAL_SERVICE = {"GET /auth/verify_supabase_token"}
 # SUPABASE_WEBHOOK_SECRET, which these tests do not set (tests/test_supabase_webhook.py does).
 NO_SUCCESS_HERE = NEEDS_EXTERNAL_SERVICE | {"POST /auth/supabase/webhook"}
 # What a regular user may do successfully besides its own /users/{id}.
-SELF_SERVICE = {"GET /auth/me", "GET /api/v1/users/me", "PATCH /api/v1/users/me"}
+SELF_SERVICE = {
+    "GET /auth/me",
+    "POST /auth/logout",
+    "GET /api/v1/users/me",
+    "PATCH /api/v1/users/me",
+    "GET /api/v1/posts/",
+    "POST /api/v1/posts/",
+    "GET /api/v1/posts/{post_id}",
+}
 CALLERS = ["superuser", "member", "anonymous"]
 
 
@@ -100,6 +110,8 @@ class FuzzWorld:
     secured: set[str] = field(default_factory=set)
     admin_id: int = 0
     member_id: int = 0
+    admin_post_id: int = 0
+    admin_post_created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     # The last request may have changed the admin or the member (anything but a GET may).
     dirty: bool = False
     admin_email: str = field(default_factory=lambda: f"fuzz-admin-{uuid.uuid4().hex}@example.com")
@@ -115,6 +127,10 @@ class FuzzWorld:
             member = await User.create(session, email=self.member_email, security_stamp=STAMP)
             await session.commit()
             self.admin_id, self.member_id = admin.id, member.id
+            # A post that only the admin may change: a member's 2xx on it would be BOLA.
+            post = await Post.create(session, author_id=admin.id, title="The admin's post")
+            await session.commit()
+            self.admin_post_id, self.admin_post_created_at = post.id, post.created_at
 
     async def restore(self) -> None:
         """Bring back the admin and the member exactly as they were, whatever the last example
@@ -136,6 +152,16 @@ class FuzzWorld:
                         security_stamp=STAMP,  # tokens revoked by an example work again
                     )
                 )
+            await session.flush()
+            await session.merge(
+                Post(
+                    id=self.admin_post_id,
+                    author_id=self.admin_id,
+                    title="The admin's post",
+                    body="",
+                    created_at=self.admin_post_created_at,
+                )
+            )
             await session.commit()
 
     @property
@@ -185,6 +211,10 @@ def check_access(world: FuzzWorld, case: AnyCase, response: httpx.Response) -> N
     if world.caller == "member" and label in world.secured:
         target = (case.path_parameters or {}).get("user_id")
         own_record = target is not None and int(target) == world.member_id
+        post_id = (case.path_parameters or {}).get("post_id")
+        if post_id is not None and case.method.upper() in ("PATCH", "DELETE"):
+            # Every other post was written by the member itself during this run.
+            own_record = int(post_id) != world.admin_post_id
         assert label in SELF_SERVICE or own_record, f"{label} {target}: {response.text}"
         if response.content:
             assert response.json().get("is_superuser") is not True, response.text
@@ -202,6 +232,8 @@ def fuzz_operation(
         if known and "user_id" in (case.path_parameters or {}):
             user_id = world.admin_id if known == 1 else world.member_id
             case.path_parameters = {**(case.path_parameters or {}), "user_id": user_id}
+        if known and "post_id" in (case.path_parameters or {}):
+            case.path_parameters = {**(case.path_parameters or {}), "post_id": world.admin_post_id}
         future = asyncio.run_coroutine_threadsafe(world.send(case), loop)
         response = future.result(timeout=SEND_TIMEOUT_SECONDS)
         world.statuses[label][response.status_code] += 1

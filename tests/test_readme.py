@@ -39,7 +39,7 @@ def test_every_cli_command_is_shown(command: str) -> None:
 
 
 def test_make_targets_named_in_the_readme_exist() -> None:
-    targets = set(re.findall(r"`make (\w+)", README))
+    targets = set(re.findall(r"`make ([\w-]+)", README))
     assert {"run", "test", "install", "lint"} <= targets
     for target in targets:
         assert re.search(rf"^{target}:", MAKEFILE, re.M), f"make {target}"

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
@@ -31,6 +32,7 @@ from app.db.database import open_session
 from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
+from manage import alembic_config
 from tests.conftest import TEST_SECRET, PostgresServer, make_settings, migrate
 from tests.processes import copy_project
 
@@ -89,18 +91,20 @@ def start_together(
 
 # -- migrations ---------------------------------------------------------------------------------
 
+HEAD = ScriptDirectory.from_config(alembic_config(make_settings("sqlite://"))).get_current_head()
+
 COUNTING_REVISION = '''
 """count the runs of this revision
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 9999
+Revises: {head}
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "9999"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -118,16 +122,16 @@ def downgrade() -> None:
 
 @pytest.fixture
 def counting_project(tmp_path: Path) -> Path:
-    """A copy of the project with a barrier at the top of alembic/env.py and a revision 0002
-    that records each time it is applied."""
+    """A copy of the project with a barrier at the top of alembic/env.py and a revision 9999,
+    after the last one, that records each time it is applied."""
     project = copy_project(tmp_path / "project")
     env_py = project / "alembic" / "env.py"
     source = env_py.read_text()
     head, marker, rest = source.partition("from __future__ import annotations\n")
     assert marker
     env_py.write_text(head + marker + BARRIER + rest)
-    (project / "alembic" / "versions" / "99990101_0002_count_runs.py").write_text(
-        textwrap.dedent(COUNTING_REVISION)
+    (project / "alembic" / "versions" / "99990101_9999_count_runs.py").write_text(
+        textwrap.dedent(COUNTING_REVISION).replace("{head}", HEAD)
     )
     return project
 
@@ -164,11 +168,11 @@ def test_replicas_upgrading_at_once_apply_each_revision_once(
     for result in results:
         assert "Traceback" not in result.stderr and "error" not in result.stderr.lower()
     # Each revision was run by exactly one replica; the others found the database at head.
-    applied = [r for r in results if "Running upgrade 0001 -> 0002" in r.stderr]
+    applied = [r for r in results if f"Running upgrade {HEAD} -> 9999" in r.stderr]
     assert len(applied) == 1, [r.stderr for r in results]
     assert sum("Running upgrade  -> 0001" in r.stderr for r in results) == 1
     with psycopg.connect(libpq) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("9999",)]
         assert conn.execute("SELECT count(*) FROM migration_runs").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import HTTPBearer
 
 from app.dependencies import CurrentUser, SessionDep, SettingsDep, SupabaseAuthDep
+from app.rate_limit.dependencies import LimitExchange
 from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.errors import responses
 from app.schemas.user import CurrentUserResponse, UserSummary
@@ -25,8 +26,9 @@ supabase_bearer = HTTPBearer(
 @router.get(
     "/verify_supabase_token",
     response_model=SupabaseTokenExchange,
-    responses=responses(401, 403, 409, 503),
-    dependencies=[Depends(supabase_bearer)],
+    responses=responses(401, 403, 409, 429, 503),
+    # LimitExchange first: over RATE_LIMIT_EXCHANGE, 429 before anything else runs.
+    dependencies=[LimitExchange, Depends(supabase_bearer)],
 )
 async def verify_supabase_token(
     token: SupabaseToken, session: SessionDep, settings: SettingsDep, supabase: SupabaseAuthDep

@@ -13,6 +13,7 @@ DESCRIPTIONS = {
     404: "Not found",
     409: "Conflict with an existing record",
     413: "The request body is larger than the limit (MAX_BODY_BYTES)",
+    429: "Too many requests from this client address; retry after `Retry-After` seconds",
     503: "The database or Supabase is unavailable",
 }
 
@@ -25,5 +26,20 @@ class ErrorResponse(BaseModel):
 BODY_ERRORS = (400, 413)
 
 
+# Response headers documented with a status code.
+HEADERS: dict[int, dict[str, Any]] = {
+    429: {
+        "Retry-After": {
+            "description": "Seconds until a request from this client would be accepted again",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorResponse, "description": DESCRIPTIONS[code]} for code in codes}
+    return {
+        code: {"model": ErrorResponse, "description": DESCRIPTIONS[code]}
+        | ({"headers": HEADERS[code]} if code in HEADERS else {})
+        for code in codes
+    }
