@@ -26,7 +26,11 @@ class TestLinkingRace:
     ) -> None:
         """Each racer's Supabase user has the same confirmed email as one existing, unlinked
         account: exactly one is linked and gets a token, every other one gets 409."""
-        settings = {"SUPABASE_JWT_SECRET": supabase_fake.jwt_secret} if mode == "hs256" else {}
+        # Forty concurrent calls to the fake: the tests' short Supabase timeouts are for the
+        # outage tests, not for a loaded machine.
+        settings: dict[str, object] = {"SUPABASE_CONNECT_TIMEOUT": 5, "SUPABASE_READ_TIMEOUT": 10}
+        if mode == "hs256":
+            settings["SUPABASE_JWT_SECRET"] = supabase_fake.jwt_secret
         algorithm = "HS256" if mode == "hs256" else "ES256"
         identities = [supabase_fake.create_user("shared@example.com") for _ in range(RACERS)]
         tokens = [supabase_fake.sign_in(user, algorithm=algorithm) for user in identities]
