@@ -256,5 +256,22 @@ def revoke_tokens(email: Annotated[str, typer.Argument(help="The user's email")]
     typer.echo(f"revoked every API token of {user.email} (id {user.id})")
 
 
+@cli.command("dev-supabase")
+def dev_supabase(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 54321,
+    email: Annotated[
+        str, typer.Option(help="The demo user signed in at start")
+    ] = "dev@example.com",
+) -> None:
+    """Serve a fake Supabase Auth on 127.0.0.1 to try sign-in without a project (not in
+    production)."""
+    from app.supabase.dev_server import DevServerError, serve
+
+    try:
+        serve(port=port, email=email, echo=typer.echo)
+    except DevServerError as exc:
+        fail(str(exc))
+
+
 if __name__ == "__main__":
     sys.exit(cli())

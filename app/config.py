@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -69,10 +69,14 @@ class Settings(BaseSettings):
 
     SUPABASE_URL: str | None = None
     SUPABASE_SERVICE_ROLE_KEY: str | None = None
+    # The least privilege `/auth/v1/user` needs; used instead of the service-role key when set.
+    SUPABASE_PUBLISHABLE_KEY: str | None = None
     SUPABASE_JWT_SECRET: str | None = None
     SUPABASE_VERIFY_MODE: Literal["remote", "jwks"] = "remote"
     SUPABASE_CONNECT_TIMEOUT: float = Field(default=3.0, gt=0)
     SUPABASE_READ_TIMEOUT: float = Field(default=5.0, gt=0)
+    # Enables POST /auth/supabase/webhook: the bearer secret Supabase's Database Webhook sends.
+    SUPABASE_WEBHOOK_SECRET: str | None = Field(default=None, min_length=32)
 
     CORS_ORIGINS: Annotated[list[str] | None, NoDecode] = None
     # Host names the API answers to (e.g. "api.example.com,*.example.com"); unset: any.
@@ -113,12 +117,15 @@ class Settings(BaseSettings):
             raise ValueError("SUPABASE_URL must be an http(s) URL, e.g. https://<ref>.supabase.co")
         return value.strip()
 
-    @field_validator("SUPABASE_SERVICE_ROLE_KEY")
+    @field_validator(
+        "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_PUBLISHABLE_KEY", "SUPABASE_WEBHOOK_SECRET"
+    )
     @classmethod
-    def _check_supabase_key(cls, value: str | None) -> str | None:
-        # It goes into an HTTP header: visible ASCII only.
+    def _check_supabase_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # It goes into an HTTP header: visible ASCII only. Either key generation (legacy JWT,
+        # `sb_publishable_...` / `sb_secret_...`) is used as is, never parsed.
         if value is not None and not re.fullmatch(r"[!-~]+", value.strip()):
-            raise ValueError("SUPABASE_SERVICE_ROLE_KEY must be printable ASCII without spaces")
+            raise ValueError(f"{info.field_name} must be printable ASCII without spaces")
         return value.strip() if value is not None else None
 
     @field_validator("DATABASE_URL")
@@ -180,6 +187,16 @@ class Settings(BaseSettings):
     @property
     def supabase_configured(self) -> bool:
         return bool(self.SUPABASE_URL)
+
+    @property
+    def supabase_api_key(self) -> tuple[str, str] | None:
+        """(setting name, key) sent as `apikey` to `/auth/v1/user`: the publishable key when
+        set (it is all that call needs), else the service-role key; None without either."""
+        for name in ("SUPABASE_PUBLISHABLE_KEY", "SUPABASE_SERVICE_ROLE_KEY"):
+            value = getattr(self, name)
+            if value:
+                return name, value
+        return None
 
 
 def normalize_database_url(value: str) -> str:

@@ -86,6 +86,43 @@ class AccountLinkConflict(HTTPException):
         super().__init__(status.HTTP_409_CONFLICT, detail)
 
 
+class SupabaseEmailNotConfirmed(PermissionDenied):
+    """No account yet, and Supabase has not confirmed the email: creating one would let an
+    unconfirmed address claim it, and lock its real owner out (409) later."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Confirm the email in Supabase first: an account is only created for a confirmed "
+            "email address"
+        )
+
+
+class SupabaseEmailUnverifiable(PermissionDenied):
+    """Locally verified token, no key to ask `/auth/v1/user` whether the email is confirmed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Cannot tell whether this email is confirmed in Supabase: the server verifies tokens "
+            "locally and has no key to ask Supabase (set SUPABASE_PUBLISHABLE_KEY)"
+        )
+
+
+class SupabaseEmailUnusable(PermissionDenied):
+    """Supabase handed over an email with whitespace or control characters: refused, never
+    repaired (stripping `"victim@corp.com\\n"` would hand over `victim@corp.com`'s account)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The email address of this Supabase account contains whitespace or control "
+            "characters: correct it in Supabase"
+        )
+
+
+class SupabaseUserBanned(PermissionDenied):
+    def __init__(self) -> None:
+        super().__init__("This Supabase account is banned")
+
+
 class TooManyRequests(HTTPException):
     """429: over a rate limit. `Retry-After`: seconds until a request would be accepted again."""
 

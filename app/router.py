@@ -6,13 +6,14 @@ nesting costs a route-matching pass on every request.
 
 from fastapi import APIRouter, FastAPI
 
-from app.routes import auth, health, post, user
+from app.routes import auth, health, post, supabase_webhook, user
 
 API_V1_PREFIX = "/api/v1"
 
 ROUTERS: list[tuple[APIRouter, str]] = [
     (health.router, ""),
     (auth.router, ""),
+    (supabase_webhook.router, ""),
     (user.router, API_V1_PREFIX),
     (post.router, API_V1_PREFIX),
 ]

@@ -272,11 +272,13 @@ class TestTheUser:
         mode: str,
     ) -> None:
         user = supabase_fake.create_user("race@example.com")
+        # Every racer asks the fake (in both modes: a first sign-in needs `email_confirmed_at`);
+        # the tests' short Supabase timeouts are for the outage tests, not for a loaded machine.
+        settings: dict[str, object] = {"SUPABASE_CONNECT_TIMEOUT": 5, "SUPABASE_READ_TIMEOUT": 10}
         if mode == "hs256":
-            settings = {"SUPABASE_JWT_SECRET": supabase_fake.jwt_secret}
+            settings["SUPABASE_JWT_SECRET"] = supabase_fake.jwt_secret
             token = supabase_fake.sign_in(user, algorithm="HS256")
         else:
-            settings = {}
             token = supabase_fake.sign_in(user)
         async with supabase_app_factory(**settings) as app, asgi_client(app) as client:
             responses = await asyncio.gather(

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-import httpx
+import json
+import re
 
-from tests.supabase_fake import API_VERSION, JWKS_PATH, USER_PATH, FakeSupabase
+import httpx
+import pytest
+
+from tests.supabase_fake import (
+    API_VERSION,
+    JWKS_PATH,
+    LOGOUT_PATH,
+    SIGNUP_PATH,
+    TOKEN_PATH,
+    USER_PATH,
+    FakeSupabase,
+)
 
 
 def get_user(fake: FakeSupabase, token: str, **headers: str) -> httpx.Response:
@@ -62,3 +74,188 @@ def test_calls_are_recorded(supabase_fake: FakeSupabase) -> None:
     get_user(supabase_fake, "a.b.c")
     [call] = supabase_fake.calls
     assert (call.path, call.apikey, call.bearer) == (USER_PATH, supabase_fake.anon_key, "a.b.c")
+
+
+AUTH_USERS_COLUMNS = {
+    "instance_id", "id", "aud", "role", "email", "encrypted_password", "email_confirmed_at",
+    "invited_at", "confirmation_token", "confirmation_sent_at", "recovery_token",
+    "recovery_sent_at", "email_change_token_new", "email_change", "email_change_sent_at",
+    "last_sign_in_at", "raw_app_meta_data", "raw_user_meta_data", "is_super_admin", "created_at",
+    "updated_at", "phone", "phone_confirmed_at", "phone_change", "phone_change_token",
+    "phone_change_sent_at", "confirmed_at", "email_change_token_current",
+    "email_change_confirm_status", "banned_until", "reauthentication_token",
+    "reauthentication_sent_at", "is_sso_user", "deleted_at", "is_anonymous",
+}  # fmt: skip
+PG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?\+00:00")
+
+
+class TestWebhookPayloads:
+    """Each change returns the body a Database Webhook on `auth.users` posts for it."""
+
+    def test_insert(self, supabase_fake: FakeSupabase) -> None:
+        user = supabase_fake.create_user("a@example.com")
+        payload = supabase_fake.insert_event(user)
+        assert payload.keys() == {"type", "table", "schema", "record", "old_record"}
+        assert (payload["type"], payload["table"], payload["schema"]) == ("INSERT", "users", "auth")
+        assert payload["old_record"] is None
+        record = payload["record"]
+        assert record.keys() == AUTH_USERS_COLUMNS
+        assert (record["id"], record["email"], record["phone"]) == (user.id, "a@example.com", None)
+        assert PG_TIMESTAMP.fullmatch(record["email_confirmed_at"])
+        assert record["raw_user_meta_data"]["email"] == "a@example.com"
+
+    def test_ban(self, supabase_fake: FakeSupabase) -> None:
+        user = supabase_fake.create_user("a@example.com")
+        payload = supabase_fake.ban_user(user)
+        assert payload["type"] == "UPDATE"
+        assert payload["old_record"]["banned_until"] is None
+        assert PG_TIMESTAMP.fullmatch(payload["record"]["banned_until"])
+        assert payload["record"]["banned_until"] > payload["record"]["updated_at"]
+        assert supabase_fake.unban_user(user)["record"]["banned_until"] is None
+
+    def test_email_change(self, supabase_fake: FakeSupabase) -> None:
+        user = supabase_fake.create_user("old@example.com")
+        pending = supabase_fake.change_email(user, "new@example.com", confirm=False)
+        assert pending["record"]["email"] == "old@example.com"
+        assert pending["record"]["email_change"] == "new@example.com"
+        confirmed = supabase_fake.confirm_email(user)
+        assert confirmed["old_record"]["email"] == "old@example.com"
+        assert (confirmed["record"]["email"], confirmed["record"]["email_change"]) == (
+            "new@example.com",
+            "",
+        )
+        assert confirmed["record"]["email_confirmed_at"] > confirmed["old_record"]["created_at"]
+
+    def test_delete(self, supabase_fake: FakeSupabase) -> None:
+        user = supabase_fake.create_user("a@example.com")
+        token = supabase_fake.sign_in(user)
+        payload = supabase_fake.delete_user(user)
+        assert (payload["type"], payload["record"]) == ("DELETE", None)
+        assert payload["old_record"]["id"] == user.id
+        assert get_user(supabase_fake, token).json()["error_code"] == "user_not_found"
+
+    def test_soft_delete(self, supabase_fake: FakeSupabase) -> None:
+        user = supabase_fake.create_user("a@example.com")
+        token = supabase_fake.sign_in(user)
+        payload = supabase_fake.soft_delete_user(user)
+        assert payload["type"] == "UPDATE"
+        assert PG_TIMESTAMP.fullmatch(payload["record"]["deleted_at"])
+        assert "@" not in payload["record"]["email"]
+        assert get_user(supabase_fake, token).status_code == 403
+
+    def test_payloads_are_json(self, supabase_fake: FakeSupabase) -> None:
+        user = supabase_fake.create_user("a@example.com", phone="15551234567")
+        assert json.loads(json.dumps(supabase_fake.ban_user(user)))["record"]["phone"]
+
+
+class TestSignInEndpoints:
+    """What supabase-js calls to sign up and sign in (and what `dev-supabase` tells you to)."""
+
+    def post(self, fake: FakeSupabase, path: str, body: object, **headers: str) -> httpx.Response:
+        return httpx.post(
+            fake.url + path, json=body, headers={"apikey": fake.publishable_key, **headers}
+        )
+
+    def test_sign_up_then_sign_in(self, supabase_fake: FakeSupabase) -> None:
+        signed_up = self.post(
+            supabase_fake, SIGNUP_PATH, {"email": "Ada@Example.com", "password": "secret1"}
+        )
+        assert signed_up.status_code == 200
+        session = signed_up.json()
+        assert session.keys() >= {"access_token", "refresh_token", "expires_at", "user"}
+        assert session["user"]["email"] == "ada@example.com"
+        assert "email_confirmed_at" in session["user"]  # autoconfirm, as the Supabase CLI
+        assert get_user(supabase_fake, session["access_token"]).status_code == 200
+
+        signed_in = self.post(
+            supabase_fake,
+            TOKEN_PATH + "?grant_type=password",
+            {"email": "ada@example.com", "password": "secret1"},
+        )
+        assert signed_in.status_code == 200
+        assert signed_in.json()["user"]["id"] == session["user"]["id"]
+
+    def test_refresh_and_logout(self, supabase_fake: FakeSupabase) -> None:
+        supabase_fake.create_user("a@example.com", password="secret1")
+        session = self.post(
+            supabase_fake,
+            TOKEN_PATH + "?grant_type=password",
+            {"email": "a@example.com", "password": "secret1"},
+        ).json()
+        refresh = {"refresh_token": session["refresh_token"]}
+        refreshed = self.post(supabase_fake, TOKEN_PATH + "?grant_type=refresh_token", refresh)
+        assert refreshed.status_code == 200
+        reused = self.post(supabase_fake, TOKEN_PATH + "?grant_type=refresh_token", refresh)
+        assert reused.json()["error_code"] == "refresh_token_not_found"
+        token = refreshed.json()["access_token"]
+        logout = self.post(supabase_fake, LOGOUT_PATH, None, Authorization=f"Bearer {token}")
+        assert logout.status_code == 204
+        assert get_user(supabase_fake, token).json()["error_code"] == "session_not_found"
+        assert get_user(supabase_fake, session["access_token"]).status_code == 403
+
+    @pytest.mark.parametrize(
+        ("body", "status", "error_code"),
+        [
+            ({"email": "a@example.com", "password": "wrong-1"}, 400, "invalid_credentials"),
+            ({"email": "nobody@example.com", "password": "secret1"}, 400, "invalid_credentials"),
+            (
+                {"email": "unconfirmed@example.com", "password": "secret1"},
+                400,
+                "email_not_confirmed",
+            ),
+        ],
+    )
+    def test_sign_in_refusals(
+        self, supabase_fake: FakeSupabase, body: dict[str, str], status: int, error_code: str
+    ) -> None:
+        supabase_fake.create_user("a@example.com", password="secret1")
+        supabase_fake.create_user(
+            "unconfirmed@example.com", password="secret1", email_confirmed=False
+        )
+        response = self.post(supabase_fake, TOKEN_PATH + "?grant_type=password", body)
+        assert (response.status_code, response.json()["error_code"]) == (status, error_code)
+
+    @pytest.mark.parametrize(
+        ("body", "status", "error_code"),
+        [
+            ({"email": "a@example.com", "password": "secret1"}, 422, "user_already_exists"),
+            ({"email": "b@example.com", "password": "12345"}, 422, "weak_password"),
+            ({"email": "not an email", "password": "secret1"}, 400, "validation_failed"),
+        ],
+    )
+    def test_sign_up_refusals(
+        self, supabase_fake: FakeSupabase, body: dict[str, str], status: int, error_code: str
+    ) -> None:
+        supabase_fake.create_user("a@example.com", password="secret1")
+        response = self.post(supabase_fake, SIGNUP_PATH, body)
+        assert (response.status_code, response.json()["error_code"]) == (status, error_code)
+
+    def test_sign_up_without_autoconfirm_answers_the_user(
+        self, supabase_fake: FakeSupabase
+    ) -> None:
+        supabase_fake.autoconfirm = False
+        response = self.post(
+            supabase_fake, SIGNUP_PATH, {"email": "b@example.com", "password": "secret1"}
+        )
+        assert response.status_code == 200
+        assert "access_token" not in response.json()
+        assert "email_confirmed_at" not in response.json()
+
+    def test_the_gateway_guards_them(self, supabase_fake: FakeSupabase) -> None:
+        response = httpx.post(supabase_fake.url + SIGNUP_PATH, json={})
+        assert response.json() == {"message": "No API key found in request"}
+
+    def test_cors_for_browsers(self, supabase_fake: FakeSupabase) -> None:
+        preflight = httpx.options(
+            supabase_fake.url + TOKEN_PATH,
+            headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "*"
+        assert "apikey" in preflight.headers["access-control-allow-headers"]
+
+
+def test_stable_ids_survive_a_restart() -> None:
+    first, second = FakeSupabase(stable_ids=True), FakeSupabase(stable_ids=True)
+    assert first.create_user("Ada@example.com").id == second.create_user("ada@example.com").id
+    assert FakeSupabase().create_user("a@x.io").id != FakeSupabase().create_user("a@x.io").id

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import HTTPBearer
 
 from app.dependencies import CurrentUser, SessionDep, SettingsDep, SupabaseAuthDep
@@ -10,10 +10,11 @@ from app.schemas.errors import responses
 from app.schemas.user import CurrentUserResponse, UserSummary
 from app.services.auth import AuthService
 from app.services.user import UserService
+from app.supabase.token_dependency import SupabaseToken
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-# For the OpenAPI schema (Swagger's "Authorize"); the service reads the headers itself, because
+# For the OpenAPI schema (Swagger's "Authorize"); `SupabaseToken` reads the headers itself, because
 # the token may also come in the `sb-<project-ref>-auth-token` header.
 supabase_bearer = HTTPBearer(
     auto_error=False,
@@ -30,7 +31,7 @@ supabase_bearer = HTTPBearer(
     dependencies=[LimitExchange, Depends(supabase_bearer)],
 )
 async def verify_supabase_token(
-    request: Request, session: SessionDep, settings: SettingsDep, supabase: SupabaseAuthDep
+    token: SupabaseToken, session: SessionDep, settings: SettingsDep, supabase: SupabaseAuthDep
 ) -> SupabaseTokenExchange:
     """Exchange a Supabase access token for the API's own token.
 
@@ -40,12 +41,14 @@ async def verify_supabase_token(
     wins when both are sent.
 
     401: missing, malformed, invalid, expired or signed-out token, deleted or banned Supabase user.
-    403: the Supabase account has no email address, or the user is deactivated.
+    403: the Supabase account has no email address, or one with whitespace or control
+    characters; no account has this email yet and Supabase has not confirmed it (confirm it
+    first); Supabase reports the user banned; the user is deactivated.
     409: the email belongs to an existing user and is not confirmed in Supabase (confirm it to
     link the account), or that user is linked to another Supabase user.
     503: Supabase is not configured, unreachable, too slow, or refused this server's key.
     """
-    return await AuthService.exchange_supabase_token(session, settings, supabase, request.headers)
+    return await AuthService.exchange_supabase_token(session, settings, supabase, token)
 
 
 @router.get("/me", response_model=CurrentUserResponse, responses=responses(401, 503))

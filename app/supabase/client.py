@@ -62,7 +62,7 @@ class SupabaseAuth:
     @property
     def can_fetch_user(self) -> bool:
         """`/auth/v1/user` needs an `apikey`; without one its gateway refuses every call."""
-        return bool(self.settings.SUPABASE_SERVICE_ROLE_KEY)
+        return self.settings.supabase_api_key is not None
 
     async def verify(self, token: str) -> SupabaseIdentity:
         """The identity behind a JWT-shaped `token`, locally when configured and possible."""
@@ -90,7 +90,7 @@ class SupabaseAuth:
             self.http,
             self.auth_url,
             token,
-            api_key=self.settings.SUPABASE_SERVICE_ROLE_KEY,
+            api_key=self.settings.supabase_api_key,
             deadline=self.deadline,
         )
         try:

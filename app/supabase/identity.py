@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from app.fields import EMAIL_MAX_LENGTH, normalize_email
+from app.fields import EMAIL_MAX_LENGTH
+from app.supabase.timestamps import is_future
 
 FULL_NAME_MAX_LENGTH = 255
 
@@ -21,13 +22,14 @@ class SupabaseIdentity:
     id: str
     """The Supabase user's UUID, canonical lower-case form."""
     email: str
-    """Lower-cased; `""` for anonymous, phone-only and wallet users."""
+    """Lower-cased, otherwise as Supabase gave it (see `is_usable_email`); `""` for anonymous,
+    phone-only and wallet users."""
     email_confirmed: bool | None
     """`email_confirmed_at` is set. None: unknown (JWT claims do not carry it)."""
     full_name: str | None
-
-    def unconfirmed(self) -> SupabaseIdentity:
-        return replace(self, email_confirmed=False)
+    banned: bool = False
+    """`banned_until` is in the future. JWT claims carry no ban: False for a locally verified
+    token (docs/supabase.md, "Verification modes")."""
 
 
 def identity_from_user(user: Mapping[str, Any]) -> SupabaseIdentity:
@@ -39,6 +41,7 @@ def identity_from_user(user: Mapping[str, Any]) -> SupabaseIdentity:
         email=_email(user.get("email", "")),
         email_confirmed=isinstance(confirmed_at, str) and bool(confirmed_at),
         full_name=full_name(user.get("user_metadata")),
+        banned=_banned(user.get("banned_until")),
     )
 
 
@@ -76,10 +79,29 @@ def _user_id(value: object) -> str:
         raise InvalidIdentity("user id is not a UUID") from exc
 
 
+def _banned(banned_until: object) -> bool:
+    """GoTrue (before 2026-07) answers `/auth/v1/user` for a banned user, with `banned_until`;
+    later versions refuse the token instead (403 `user_banned`)."""
+    try:
+        return is_future(banned_until)
+    except ValueError as exc:
+        raise InvalidIdentity("banned_until is not a timestamp") from exc
+
+
 def _email(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidIdentity("email is not a string")
-    email = normalize_email(value)
-    if len(email) > EMAIL_MAX_LENGTH or not email.isprintable():
-        raise InvalidIdentity("email is not storable")
-    return email
+    return value.lower()
+
+
+def is_usable_email(email: str) -> bool:
+    """An address the API may match and store as it is: no whitespace or control character
+    anywhere, storable length. Nothing is stripped or repaired: `"victim@corp.com\n"` is not
+    `victim@corp.com`, and treating it so would hand that account to whoever got Supabase to
+    accept the odd spelling. (An address never contains whitespace; quoted local parts with
+    spaces are refused by GoTrue and by our own email validation alike.)"""
+    return (
+        0 < len(email) <= EMAIL_MAX_LENGTH
+        and email.isprintable()
+        and not any(ch.isspace() for ch in email)
+    )

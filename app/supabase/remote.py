@@ -44,12 +44,19 @@ async def get(
 
 
 async def fetch_user(
-    http: httpx.AsyncClient, auth_url: str, token: str, *, api_key: str | None, deadline: float
+    http: httpx.AsyncClient,
+    auth_url: str,
+    token: str,
+    *,
+    api_key: tuple[str, str] | None,
+    deadline: float,
 ) -> dict[str, Any]:
-    """The `/auth/v1/user` answer for `token`, or the named HTTP error that answers the caller."""
+    """The `/auth/v1/user` answer for `token`, or the named HTTP error that answers the caller.
+    `api_key`: (the setting it comes from, the key), sent as `apikey` (only the gateway reads
+    it; the project's publishable key is enough)."""
     headers = {"Authorization": f"Bearer {token}", "X-Supabase-Api-Version": API_VERSION}
-    if api_key:
-        headers["apikey"] = api_key
+    if api_key is not None:
+        headers["apikey"] = api_key[1]
     response = await get(http, f"{auth_url}/user", deadline=deadline, headers=headers)
     status = response.status_code
     body = json_body(response)
@@ -59,10 +66,16 @@ async def fetch_user(
         logger.warning("Supabase answered 200 without a user object")
         raise SupabaseUnavailable(retry_after=RETRY_AFTER_SECONDS)
     if status == 401 and is_gateway_key_refusal(body):
-        logger.error(
-            "Supabase refused our API key (401 from its gateway): check SUPABASE_SERVICE_ROLE_KEY "
-            "and SUPABASE_URL"
-        )
+        if api_key is None:
+            logger.error(
+                "Supabase refused the call (401 from its gateway): no API key is set; set "
+                "SUPABASE_PUBLISHABLE_KEY (or SUPABASE_SERVICE_ROLE_KEY)"
+            )
+        else:
+            logger.error(
+                "Supabase refused our API key (401 from its gateway): check %s and SUPABASE_URL",
+                api_key[0],
+            )
         raise SupabaseUnavailable(
             "Supabase refused this server's credentials; the server is misconfigured",
             retry_after=None,
