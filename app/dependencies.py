@@ -4,7 +4,9 @@
 - `SessionDep`: the request's session, for routes that change data (services commit);
 - `ReadSessionDep`: a session for routes that only read: each query runs on its own, outside a
   transaction (one round trip, no BEGIN/ROLLBACK); it refuses to write;
-- `SupabaseAuthDep`: the Supabase client (token verification);
+- `SupabaseAuthDep`: the Supabase client (token verification); `SupabaseToken`: the Supabase
+  access token the request carries (401 when missing or malformed, before Supabase is asked);
+- `LimitExchange`: `RATE_LIMIT_EXCHANGE` per client address (429), for `dependencies=[...]`;
 - `CurrentUser`: the active user behind the API token (401 otherwise); `Superuser`: the same,
   and a superuser (403 otherwise);
 - `owner_or_superuser(load)`: turns a dependency that loads a row (404 when missing) into one
@@ -26,9 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.authentication import authenticate
 from app.config import Settings
 from app.db.database import Database
-from app.errors import NotAuthenticated, PermissionDenied
+from app.errors import (
+    InvalidSupabaseToken,
+    NotAuthenticated,
+    PermissionDenied,
+    TooManyRequests,
+)
 from app.models.user import User
-from app.supabase.client import SupabaseAuth, get_supabase_auth
+from app.rate_limit.client import client_address
+from app.rate_limit.limiter import EXCHANGE, RateLimiter
+from app.supabase.client import SupabaseAuth
+from app.supabase.token_extraction import TokenExtractionError, TokenMissing, extract_token
 
 logger = logging.getLogger("app.db")
 
@@ -72,7 +82,46 @@ async def close_quietly(session: AsyncSession) -> None:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+
+
+async def get_supabase_auth(request: Request) -> SupabaseAuth:
+    """The app's Supabase client (one per app, made in the lifespan)."""
+    supabase: SupabaseAuth = request.app.state.supabase
+    return supabase
+
+
 SupabaseAuthDep = Annotated[SupabaseAuth, Depends(get_supabase_auth)]
+
+
+async def get_supabase_token(request: Request, supabase: SupabaseAuthDep) -> str:
+    """The Supabase access token in `Authorization: Bearer` or the `sb-<ref>-auth-token`
+    header(s), in any format supabase-js writes (app/supabase/token_extraction.py); Authorization
+    wins. 503 when Supabase is not configured, 401 when there is no token, 401 `invalid_token`
+    when a header value is not a well-formed token. Only its shape is checked here: verifying it
+    is `SupabaseAuth.verify`'s job."""
+    supabase.ensure_configured()
+    try:
+        return extract_token(request.headers, supabase.project_ref)
+    except TokenMissing as exc:
+        raise NotAuthenticated(str(exc)) from exc
+    except TokenExtractionError as exc:
+        raise InvalidSupabaseToken(str(exc)) from exc
+
+
+SupabaseToken = Annotated[str, Depends(get_supabase_token)]
+
+
+async def limit_exchange(request: Request) -> None:
+    """`RATE_LIMIT_EXCHANGE` per client address; over it, 429 with `Retry-After`. Listed in the
+    route decorator, it runs before the handler's own dependencies, so a refused request costs
+    one counter lookup: no database connection, no call to Supabase."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    retry_after = await limiter.hit(EXCHANGE, client_address(request))
+    if retry_after is not None:
+        raise TooManyRequests(retry_after)
+
+
+LimitExchange = Depends(limit_exchange)
 
 
 class BearerUser(HTTPBearer):

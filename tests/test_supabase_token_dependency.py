@@ -10,8 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.dependencies import SupabaseToken
 from app.main import create_app
-from app.supabase.token_dependency import SupabaseToken
 from tests.conftest import asgi_client, make_settings, migrate, supabase_settings
 from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import STORAGE_KEY, base64url_json, bearer

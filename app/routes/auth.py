@@ -3,14 +3,19 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import HTTPBearer
 
-from app.dependencies import CurrentUser, SessionDep, SettingsDep, SupabaseAuthDep
-from app.rate_limit.dependencies import LimitExchange
+from app.dependencies import (
+    CurrentUser,
+    LimitExchange,
+    SessionDep,
+    SettingsDep,
+    SupabaseAuthDep,
+    SupabaseToken,
+)
 from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.errors import responses
 from app.schemas.user import CurrentUserResponse, UserSummary
 from app.services.auth import AuthService
 from app.services.user import UserService
-from app.supabase.token_dependency import SupabaseToken
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -46,6 +51,8 @@ async def verify_supabase_token(
     first); Supabase reports the user banned; the user is deactivated.
     409: the email belongs to an existing user and is not confirmed in Supabase (confirm it to
     link the account), or that user is linked to another Supabase user.
+    429: too many exchanges from this address (`RATE_LIMIT_EXCHANGE`); `Retry-After` says when
+    to try again.
     503: Supabase is not configured, unreachable, too slow, or refused this server's key.
     """
     return await AuthService.exchange_supabase_token(session, settings, supabase, token)

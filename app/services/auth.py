@@ -49,7 +49,7 @@ class AuthService:
     ) -> SupabaseTokenExchange:
         """Verify the Supabase access `token`, find, link or create its user, and issue an API
         token for that user. Taking the token from the request is the route's job
-        (`app.supabase.token_dependency.SupabaseToken`)."""
+        (`app.dependencies.SupabaseToken`)."""
         identity = await supabase.verify(token)
         user = await user_for_identity(session, supabase, token, identity)
         issued = issue_token(settings, user)

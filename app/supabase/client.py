@@ -1,7 +1,7 @@
 """`SupabaseAuth`: verifies Supabase access tokens for the app, through one shared HTTP client.
 
 One instance per app, made in the lifespan (`app.state.supabase`) and closed at shutdown; routes
-get it with `SupabaseAuthDep`. Verification modes (docs/supabase.md):
+get it with `SupabaseAuthDep` (app/dependencies.py). Verification modes (docs/supabase.md):
 - default: ask Supabase (`GET /auth/v1/user`) every time: authoritative, sees sign-out,
   deletion and bans, costs a round trip;
 - `SUPABASE_JWT_SECRET` set: HS256 tokens are verified locally with it;
@@ -12,10 +12,8 @@ Whatever local verification cannot decide goes to `/auth/v1/user`.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 
 import httpx
-from fastapi import Depends, Request
 
 from app.config import Settings
 from app.errors import SupabaseNotConfigured, SupabaseUnavailable
@@ -98,11 +96,3 @@ class SupabaseAuth:
         except InvalidIdentity as exc:
             logger.warning("Supabase answered a user we cannot use: %s", exc)
             raise SupabaseUnavailable(retry_after=remote.RETRY_AFTER_SECONDS) from exc
-
-
-def get_supabase_auth(request: Request) -> SupabaseAuth:
-    supabase: SupabaseAuth = request.app.state.supabase
-    return supabase
-
-
-SupabaseAuthDep = Annotated[SupabaseAuth, Depends(get_supabase_auth)]
