@@ -27,7 +27,13 @@ import pytest
 from app.db.database import Database
 from app.supabase import dev_server
 from tests.conftest import PROJECT_ROOT, delete_all_rows, make_settings
-from tests.processes import STARTUP_LIMIT, RunningServer, free_port, running_server
+from tests.processes import (
+    STARTUP_LIMIT,
+    RunningServer,
+    copy_project,
+    free_port,
+    running_server,
+)
 
 EXPORT = re.compile(r"^export (SUPABASE_[A-Z_]+)=(\S+)$", re.M)
 EXCHANGE_SNIPPET = re.compile(r"^API_TOKEN=\$\(.*?^curl [^\n]*$", re.M | re.S)
@@ -177,12 +183,17 @@ def test_it_refuses_to_run_outside_development(app_env: str) -> None:
 
 
 def test_it_reads_app_env_from_dot_env_too(tmp_path: Path) -> None:
-    """Production set only in `.env` (whatever else is missing there) is refused the same way."""
-    (tmp_path / ".env").write_text("APP_ENV=production\n")
+    """Production set only in the project's `.env` (whatever else is missing there) is refused the
+    same way. The `.env` is read from the project, not the current directory, so this runs a copy
+    of the project that has one, from another directory."""
+    project = copy_project(tmp_path / "project")
+    (project / ".env").write_text("APP_ENV=production\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     env = {name: value for name, value in os.environ.items() if name != "APP_ENV"}
     result = subprocess.run(
-        dev_supabase_command("--port", str(free_port())),
-        cwd=tmp_path,
+        [sys.executable, str(project / "manage.py"), "dev-supabase", "--port", str(free_port())],
+        cwd=elsewhere,
         env={**env, "JWT_SECRET_KEY": ""},
         capture_output=True,
         text=True,
