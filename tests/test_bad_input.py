@@ -569,6 +569,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     assert "Traceback" not in "".join(served.output), "".join(served.output)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("name", "size"), [("Authorization", 100_000), ("X-Request-ID", 100_000), ("Cookie", 1_000_000)]
 )
@@ -581,12 +582,14 @@ def test_server_refuses_huge_headers_and_stays_up(server: Server, name: str, siz
     assert server.alive()
 
 
+@pytest.mark.processes
 def test_server_refuses_a_huge_url(server: Server) -> None:
     answer = server.exchange(b"GET /?q=" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
     assert status_of(answer) == 414
     assert server.alive()
 
 
+@pytest.mark.processes
 def test_server_answers_413_before_a_declared_body_arrives(server: Server) -> None:
     head = (
         b"POST /api/v1/users/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
@@ -600,6 +603,7 @@ def test_server_answers_413_before_a_declared_body_arrives(server: Server) -> No
     assert server.alive()
 
 
+@pytest.mark.processes
 def test_server_answers_413_to_a_chunked_body_over_the_limit(server: Server) -> None:
     chunk = b"100000\r\n" + b"x" * 0x100000 + b"\r\n"
     request = (
@@ -612,6 +616,7 @@ def test_server_answers_413_to_a_chunked_body_over_the_limit(server: Server) -> 
     assert server.alive()
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     "request_line",
     [
@@ -627,6 +632,7 @@ def test_server_refuses_raw_bytes_that_are_not_a_url(server: Server, request_lin
     assert server.alive()
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("target", "status"),
     [
@@ -652,12 +658,14 @@ def test_server_handles_odd_percent_encoding(server: Server, target: bytes, stat
     assert server.alive()
 
 
+@pytest.mark.processes
 def test_server_refuses_control_characters_in_headers(server: Server) -> None:
     answer = server.exchange(b"GET / HTTP/1.1\r\nHost: t\r\nX-Foo: a\x00b\r\n\r\n")
     assert status_of(answer) == 400
     assert server.alive()
 
 
+@pytest.mark.processes
 def test_server_survives_non_latin1_header_bytes(server: Server) -> None:
     answer = server.exchange(
         b"GET / HTTP/1.1\r\nHost: t\r\nX-Request-ID: \xff\xfe\r\nConnection: close\r\n\r\n"

@@ -33,6 +33,8 @@ from tests.processes import (
 )
 from tests.tcp_proxy import TCPProxy
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 
 def manage(
     *args: str, database_url: str, cwd: Path = PROJECT_ROOT, **env: str

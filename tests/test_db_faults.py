@@ -32,6 +32,8 @@ from app.security import issue_token
 from tests.conftest import PostgresServer, make_settings, migrate
 from tests.tcp_proxy import TCPProxy
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 CONNECT_TIMEOUT = 1.0  # psycopg (libpq) rounds connect_timeout up to 2 s
 STATEMENT_TIMEOUT = 1.0  # drivers give up on a silent server after this + 1 s
 POOL_TIMEOUT = 1.0

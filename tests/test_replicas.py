@@ -36,6 +36,8 @@ from manage import alembic_config
 from tests.conftest import TEST_SECRET, PostgresServer, make_settings, migrate
 from tests.processes import copy_project
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 REPLICAS = 4
 PROCESS_LIMIT = 60.0
 

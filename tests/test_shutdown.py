@@ -26,6 +26,8 @@ from tests.processes import STARTUP_LIMIT, RunningServer, running_server
 from tests.tcp_proxy import TCPProxy
 from tests.tokens import token_for
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 EXIT_LIMIT = 20.0
 
 
