@@ -19,11 +19,12 @@ export POETRY_PYPI_MIRROR_URL ?= $(PIP_INDEX)
 export POETRY_VIRTUALENVS_IN_PROJECT := true
 export POETRY_NO_INTERACTION := 1
 
-.PHONY: install run test lint format bench clean help
+.PHONY: install run test test-quick lint format bench clean help
 
 help:
 	@echo "make run     install what is missing, upgrade the database, serve on http://$(HOST):$(PORT)"
 	@echo "make test    install what is missing, run the whole test suite"
+	@echo "make test-quick  the tests that start no process or server (pytest -m \"not processes\")"
 	@echo "make install Poetry (if missing) and the locked dependencies"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  let ruff fix what it can and format the code"
@@ -51,6 +52,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(POETRY) run pytest $(PYTEST_ARGS)
+
+# The edit-test loop: everything but the tests marked `processes` (README, Testing).
+test-quick: $(STAMP)
+	$(POETRY) run pytest -m "not processes" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(POETRY) run ruff check .

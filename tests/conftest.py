@@ -1,7 +1,8 @@
 """Test harness: the suite runs against SQLite and PostgreSQL.
 
 - `backend` is a session fixture with two params; every test that uses `client`, `app` or
-  `db_settings` runs once per database.
+  `db_settings` runs once per database, except those marked `@one_database` (they never reach
+  the database: once, on SQLite, is enough).
 - PostgreSQL: a fresh database per run on TEST_POSTGRES_URL (default: the local server), migrated
   with Alembic, dropped at the end. Unreachable → those tests are skipped with the reason, except
   in CI (CI=true), where that is an error.
@@ -119,6 +120,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+one_database = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+"""`@one_database` on a test that goes through the app but never reaches the database (refused
+before it, or answered without it): the same code runs whatever the database, so it runs once,
+on SQLite, instead of once per database."""
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -25,8 +24,16 @@ from tests.conftest import (
     TEST_SECRET,
     PostgresServer,
 )
-from tests.processes import RunningServer, copy_project, free_port, running_server
+from tests.processes import (
+    RunningServer,
+    copy_project,
+    free_port,
+    manage_forks,
+    running_server,
+)
 from tests.tcp_proxy import TCPProxy
+
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
 
 
 def manage(
@@ -294,43 +301,35 @@ CONFIGURATION_PROBLEMS = {
 
 
 def one_line_failures(
-    cases: dict[str, tuple[str, tuple[str, ...]]], project: Path, skip: set[tuple[str, str]]
+    cases: dict[str, tuple[str, tuple[str, ...]]],
+    project: Path,
+    skip: set[tuple[str, str]],
+    scratch: Path,
 ) -> list[str]:
-    """Every command with every case, a few processes at a time; what went wrong, if anything."""
+    """Every command with every case (forked from one process that imported manage.py: about
+    40 runs, each a cold start otherwise); what went wrong, if anything."""
     runs = [
         (command, case, url, expected)
         for case, (url, expected) in cases.items()
         for command in DATABASE_COMMANDS
         if (command, case) not in skip
     ]
-
-    def attempt(command: str, url: str) -> subprocess.CompletedProcess[str]:
-        environment = {**os.environ, "DATABASE_URL": url, "JWT_SECRET_KEY": TEST_SECRET}
-        return subprocess.run(
-            [sys.executable, "manage.py", *DATABASE_COMMANDS[command]],
-            cwd=project,
-            env={**environment, "APP_ENV": "test"},
-            capture_output=True,
-            text=True,
-            timeout=300,  # a cold start each, two at a time, on a loaded 2-core machine
-            check=False,
-        )
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda run: attempt(run[0], run[2]), runs))
     problems = []
-    for (command, case, _, expected), result in zip(runs, results, strict=True):
-        lines = result.stderr.splitlines()
-        if (
-            result.returncode != 1
-            or len(lines) != 1
-            or not lines[0].startswith("error: ")
-            or not all(text in lines[0] for text in expected)
-            or ":p@" in result.stderr
-        ):
-            problems.append(
-                f"{command} / {case}: exit {result.returncode}, stderr:\n{result.stderr}"
-            )
+    with manage_forks(project, scratch) as forks:
+        for command, case, url, expected in runs:
+            env = {**os.environ, "DATABASE_URL": url, "JWT_SECRET_KEY": TEST_SECRET}
+            result = forks.run(*DATABASE_COMMANDS[command], env={**env, "APP_ENV": "test"})
+            lines = result.stderr.splitlines()
+            if (
+                result.returncode != 1
+                or len(lines) != 1
+                or not lines[0].startswith("error: ")
+                or not all(text in lines[0] for text in expected)
+                or ":p@" in result.stderr
+            ):
+                problems.append(
+                    f"{command} / {case}: exit {result.returncode}, stderr:\n{result.stderr}"
+                )
     return problems
 
 
@@ -342,17 +341,17 @@ def cli_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
 def test_database_problems_are_one_line_with_either_driver(
-    postgres_server: PostgresServer, cli_project: Path, driver: str
+    postgres_server: PostgresServer, cli_project: Path, driver: str, tmp_path: Path
 ) -> None:
     """Before: with asyncpg, a missing database or unknown role was a 402-line traceback.
     initdb creates a missing database, and `run` waits for an unreachable one (tested below)."""
     skip = {("initdb", "missing database"), ("run", "unreachable")}
-    assert one_line_failures(database_problems(driver), cli_project, skip) == []
+    assert one_line_failures(database_problems(driver), cli_project, skip, tmp_path) == []
 
 
-def test_configuration_problems_are_one_line(cli_project: Path) -> None:
+def test_configuration_problems_are_one_line(cli_project: Path, tmp_path: Path) -> None:
     """Before: `DATABASE_URL=foo` was a 238-line traceback, `mysql://…` 181 lines."""
-    assert one_line_failures(CONFIGURATION_PROBLEMS, cli_project, set()) == []
+    assert one_line_failures(CONFIGURATION_PROBLEMS, cli_project, set(), tmp_path) == []
 
 
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])

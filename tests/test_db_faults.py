@@ -32,6 +32,8 @@ from app.security import issue_token
 from tests.conftest import PostgresServer, make_settings, migrate
 from tests.tcp_proxy import TCPProxy
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 CONNECT_TIMEOUT = 1.0  # psycopg (libpq) rounds connect_timeout up to 2 s
 STATEMENT_TIMEOUT = 1.0  # drivers give up on a silent server after this + 1 s
 POOL_TIMEOUT = 1.0
@@ -44,6 +46,7 @@ PING_IDLE = 0.5  # pooled connections idle longer than this are pinged before us
 STALLED_BOUND = STATEMENT_TIMEOUT + 1 + 2 + max(CONNECT_TIMEOUT, 2) + 1.5
 REFUSED_BOUND = 1.5  # a refused connection fails at once; slack for a loaded machine
 FAST = 1.0  # what never touches the database (vs. seconds for what waits on it)
+KEEP_ALIVE = 600  # longer than a test: the server never closes an idle client connection
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,17 @@ def serve_in_thread(app: FastAPI) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    # The client keeps its connections alive across the whole test, some idle while the stalled
+    # requests wait. With uvicorn's 5 s keep-alive timeout the server could close one just as the
+    # client reused it (a transport error, not the server's answer): the server keeps them longer
+    # than any test runs.
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

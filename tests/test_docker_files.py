@@ -460,6 +460,7 @@ def migrated_revision(db_path: Path) -> str | None:
     return None if row is None else str(row[0])
 
 
+@pytest.mark.processes
 def test_entrypoint_migrates_then_execs_the_given_command(tmp_path: Path) -> None:
     db_path = tmp_path / "entry.db"
     result, pid = run_entrypoint(
@@ -476,6 +477,7 @@ def test_entrypoint_migrates_then_execs_the_given_command(tmp_path: Path) -> Non
     assert result.stdout.strip().splitlines()[-1] == f"ran {pid} ['--flag']"
 
 
+@pytest.mark.processes
 def test_entrypoint_serves_by_default(tmp_path: Path) -> None:
     """Without a command it execs `python manage.py run ...`; a `python` shim earlier on PATH
     records that call (and lets the migration through to the real interpreter)."""
@@ -516,6 +518,7 @@ def test_entrypoint_serves_by_default(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.processes
 def test_entrypoint_can_skip_migrations(tmp_path: Path) -> None:
     db_path = tmp_path / "skipped.db"
     env = entrypoint_env(f"sqlite+aiosqlite:///{db_path}", RUN_MIGRATIONS="0")
@@ -525,6 +528,7 @@ def test_entrypoint_can_skip_migrations(tmp_path: Path) -> None:
     assert not db_path.exists()
 
 
+@pytest.mark.processes
 def test_entrypoint_stops_when_the_migration_fails(tmp_path: Path) -> None:
     unreachable = tmp_path / "missing-dir" / "db.sqlite"
     env = entrypoint_env(f"sqlite+aiosqlite:///{unreachable}")
@@ -556,6 +560,7 @@ def run_healthcheck(port: int) -> int:
     return completed.returncode
 
 
+@pytest.mark.processes
 def test_healthcheck_passes_on_a_live_server_and_fails_without_one(live_server: int) -> None:
     assert run_healthcheck(live_server) == 0
     assert run_healthcheck(free_port()) != 0

@@ -7,7 +7,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
 
 
 def test_skip_banner_gives_the_whole_reason_and_the_right_hint() -> None:

@@ -8,10 +8,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import AuthHeaders, UserFactory, make_settings
+from tests.conftest import AuthHeaders, UserFactory, make_settings, one_database
 from tests.tokens import token_for
 
 
+@one_database
 async def test_hello_world(client: httpx.AsyncClient) -> None:
     response = await client.get("/")
     assert response.status_code == 200
@@ -24,6 +25,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert ready.status_code == 200 and ready.json()["status"] == "ok"
 
 
+@one_database
 async def test_docs_are_served(client: httpx.AsyncClient) -> None:
     assert "swagger-ui" in (await client.get("/docs")).text
     assert "redoc" in (await client.get("/redoc")).text.lower()
@@ -33,6 +35,7 @@ async def test_docs_are_served(client: httpx.AsyncClient) -> None:
     assert {"201", "401", "403", "409", "422"} <= set(responses)
 
 
+@one_database
 async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> None:
     generated = await client.get("/")
     assert len(generated.headers["x-request-id"]) == 32
@@ -41,12 +44,14 @@ async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> 
 
 
 @pytest.mark.parametrize("bad", [b"has space", b"x" * 129, b"semi;colon", "\u00fcn".encode()])
+@one_database
 async def test_insane_request_id_is_replaced(client: httpx.AsyncClient, bad: bytes) -> None:
     response = await client.get("/", headers={b"X-Request-ID": bad})
     assert response.headers["x-request-id"].encode() != bad
     assert len(response.headers["x-request-id"]) == 32
 
 
+@one_database
 async def test_errors_carry_request_id_and_nosniff(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/users/me", headers={"X-Request-ID": "err-1"})
     assert response.status_code == 401
@@ -80,6 +85,7 @@ async def test_one_access_log_line_without_token(
     assert all(token not in r.getMessage() and "leak" not in r.getMessage() for r in caplog.records)
 
 
+@one_database
 async def test_cors_preflight_allows_authorization_and_supabase_header(
     client: httpx.AsyncClient,
 ) -> None:
@@ -97,6 +103,7 @@ async def test_cors_preflight_allows_authorization_and_supabase_header(
     assert "authorization" in allowed and "sb-abcd-auth-token" in allowed
 
 
+@one_database
 async def test_cors_refuses_unknown_origin(client: httpx.AsyncClient) -> None:
     response = await client.options(
         "/",
@@ -118,6 +125,7 @@ async def test_oversized_body_is_413(
     assert "detail" in response.json()
 
 
+@one_database
 async def test_method_not_allowed_is_json(client: httpx.AsyncClient) -> None:
     response = await client.put("/api/v1/users/me")
     assert response.status_code == 405

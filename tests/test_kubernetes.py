@@ -635,6 +635,7 @@ def migrated(pod: Pod, fresh_postgres: str) -> str:
     return str(row[0])
 
 
+@pytest.mark.processes
 def test_job_command_migrates_a_fresh_database_to_head(migrated: str) -> None:
     assert migrated == head_revision()
 
@@ -697,20 +698,24 @@ def server(pod: Pod, migrated: str) -> Iterator[Server]:
         yield running
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("probe", ["startupProbe", "livenessProbe", "readinessProbe"])
 def test_probes_pass_on_the_running_server(server: Server, probe: str) -> None:
     response = server.probe(probe)
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.processes
 def test_readiness_reports_the_database(server: Server) -> None:
     assert server.probe("readinessProbe").json() == {"status": "ok", "database": "ok"}
 
 
+@pytest.mark.processes
 def test_server_is_one_process(server: Server) -> None:
     assert child_pids(server.process.pid) == []
 
 
+@pytest.mark.processes
 def test_server_writes_nothing_outside_tmp(server: Server, pod: Pod) -> None:
     for _ in range(3):
         assert server.probe("readinessProbe").status_code == 200
@@ -718,6 +723,7 @@ def test_server_writes_nothing_outside_tmp(server: Server, pod: Pod) -> None:
     pod.assert_nothing_written()
 
 
+@pytest.mark.processes
 def test_sigterm_ends_the_server_cleanly_within_the_grace_period(server: Server) -> None:
     """SIGTERM (sent after the preStop sleep) must end the server, exit status 0, before the
     kubelet's SIGKILL at the end of the grace period. It stops the module's shared server (a

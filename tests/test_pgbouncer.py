@@ -43,6 +43,8 @@ from app.security import issue_token
 from tests.conftest import IN_CI, PostgresServer, make_settings, migrate
 from tests.tokens import token_for
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 ALIAS = "megapolis"
 PREPARED_STATEMENTS_OFF = (
     "statement_cache_size",

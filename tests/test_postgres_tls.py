@@ -26,6 +26,8 @@ from tests.postgres_tls import TLSPostgres, find_initdb
 from tests.processes import RunningServer, running_server
 from tests.test_cli import manage
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 DRIVERS = ("asyncpg", "psycopg")
 
 

@@ -43,7 +43,7 @@ from tests.redis_server import RedisServer, started_redis_server
 from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import EXCHANGE, bearer
 
-STORAGES = ["memory", "redis"]
+STORAGES = ["memory", pytest.param("redis", marks=pytest.mark.processes)]  # a redis-server each
 MINUTE_LIMIT = "3/minute"
 
 
@@ -255,6 +255,7 @@ async def test_the_schema_documents_the_429(make_app: AppFactory) -> None:
 # -- where the counters live --------------------------------------------------------------------
 
 
+@pytest.mark.processes
 async def test_with_redis_the_counters_are_in_redis(
     make_app: AppFactory, supabase_fake: FakeSupabase, redis_server: RedisServer
 ) -> None:
@@ -299,6 +300,7 @@ async def test_without_redis_each_process_counts_alone(
 # -- Redis in trouble: fail open, bounded, logged once ------------------------------------------
 
 
+@pytest.mark.processes
 async def test_redis_stopped_mid_run_lets_sign_in_through_and_warns_once(
     make_app: AppFactory,
     supabase_fake: FakeSupabase,
@@ -335,6 +337,7 @@ async def test_redis_stopped_mid_run_lets_sign_in_through_and_warns_once(
         assert len(rate_limit_log.at(logging.WARNING)) == 1
 
 
+@pytest.mark.processes
 async def test_a_stalled_redis_does_not_stall_sign_in(
     make_app: AppFactory,
     supabase_fake: FakeSupabase,
@@ -367,6 +370,7 @@ async def test_a_stalled_redis_does_not_stall_sign_in(
         assert "rate-limit storage unavailable" in warning
 
 
+@pytest.mark.processes
 async def test_the_app_starts_and_signs_in_while_redis_is_down(
     make_app: AppFactory,
     supabase_fake: FakeSupabase,
@@ -395,6 +399,7 @@ def server_env(fake: FakeSupabase, **settings: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.processes
 def test_two_servers_share_one_limit_through_redis(
     sqlite_url: str, supabase_fake: FakeSupabase, redis_server: RedisServer
 ) -> None:
@@ -429,6 +434,7 @@ class ProxiedClients:
         )
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("forwarded_allow_ips", "proxy", "direct"),
     [
@@ -530,6 +536,7 @@ def test_malformed_values_are_refused(name: str, value: str, message: str) -> No
         settings(**{name: value})
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [

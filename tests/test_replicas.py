@@ -36,19 +36,27 @@ from manage import alembic_config
 from tests.conftest import TEST_SECRET, PostgresServer, make_settings, migrate
 from tests.processes import copy_project
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 REPLICAS = 4
 PROCESS_LIMIT = 60.0
 
 # Makes the processes of a test start their real work at the same instant: each says it is
-# ready, then waits for the test to say go (a file appearing in the barrier directory).
+# ready, then waits for the test to say go (a file appearing in the barrier directory). Called
+# in alembic/env.py once connected, just before the migration's transaction: the imports and the
+# connection, which take each process a different time on a loaded machine, are behind them.
 BARRIER = """
 import os as _os, pathlib as _pathlib, time as _time
-_barrier = _os.environ.get("REPLICA_BARRIER")
-if _barrier:
-    (_pathlib.Path(_barrier) / f"ready-{_os.getpid()}").touch()
-    while not (_pathlib.Path(_barrier) / "go").exists():
-        _time.sleep(0.005)
+
+
+def _replica_barrier() -> None:
+    barrier = _os.environ.get("REPLICA_BARRIER")
+    if barrier:
+        (_pathlib.Path(barrier) / f"ready-{_os.getpid()}").touch()
+        while not (_pathlib.Path(barrier) / "go").exists():
+            _time.sleep(0.005)
 """
+BARRIER_CALL = "    configure(connection)\n    _replica_barrier()\n"
 
 
 def start_together(
@@ -124,13 +132,15 @@ def downgrade() -> None:
 
 @pytest.fixture
 def counting_project(tmp_path: Path) -> Path:
-    """A copy of the project with a barrier at the top of alembic/env.py and a revision 9999,
-    after the last one, that records each time it is applied."""
+    """A copy of the project with a barrier in alembic/env.py (before the migration's
+    transaction, so before the lock) and a revision 9999, after the last one, that records each
+    time it is applied."""
     project = copy_project(tmp_path / "project")
     env_py = project / "alembic" / "env.py"
     source = env_py.read_text()
     head, marker, rest = source.partition("from __future__ import annotations\n")
-    assert marker
+    assert marker and rest.count("    configure(connection)\n") == 1
+    rest = rest.replace("    configure(connection)\n", BARRIER_CALL)
     env_py.write_text(head + marker + BARRIER + rest)
     (project / "alembic" / "versions" / "99990101_9999_count_runs.py").write_text(
         textwrap.dedent(COUNTING_REVISION).replace("{head}", HEAD)

@@ -103,6 +103,7 @@ def test_transaction_pooler_detection(url: str, mode: str, expected: bool) -> No
     assert configured.uses_transaction_pooler is expected
 
 
+@pytest.mark.processes
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     """The project's .env, read from elsewhere too; a .env in the working directory is not."""
     project = copy_project(tmp_path / "project")
@@ -129,6 +130,7 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     assert result.stdout.split() == ["5", "https://fromenv.supabase.co", "True"]
 
 
+@pytest.mark.processes
 def test_app_import_fails_in_production_without_secret() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_")}
     env.update(APP_ENV="production")

@@ -26,6 +26,8 @@ from tests.processes import STARTUP_LIMIT, RunningServer, running_server
 from tests.tcp_proxy import TCPProxy
 from tests.tokens import token_for
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 EXIT_LIMIT = 20.0
 
 
@@ -150,8 +152,13 @@ def test_workers_serve_and_stop_cleanly_on_sigterm(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'workers.db'}"
     migrate(make_settings(url))
     with serve(url, "--workers", "2") as served:
+        # /healthz answers as soon as one worker serves; the other may still be importing the
+        # app, before uvicorn handles SIGTERM in it. Both must have finished starting up.
         deadline = time.monotonic() + STARTUP_LIMIT
-        while len(workers := worker_pids(served.process.pid)) != 2:
+        while (
+            len(workers := worker_pids(served.process.pid)) != 2
+            or served.text().count("Application startup complete.") != 2
+        ):
             assert time.monotonic() < deadline, f"workers: {workers}\n{served.text()}"
             time.sleep(0.1)
         with httpx.Client(base_url=served.base_url) as http:

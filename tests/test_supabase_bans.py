@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.supabase.fake.users import api_time, utc_now
-from tests.conftest import SupabaseAppFactory, asgi_client
+from tests.conftest import SupabaseAppFactory, asgi_client, one_database
 from tests.supabase_fake import USER_PATH, FakeSupabase, Scripted
 from tests.supabase_headers import EXCHANGE, bearer
 from tests.test_supabase_exchange import add_user, rows
@@ -79,6 +79,7 @@ class TestBannedUntilInTheAnswer:
         "banned_until",
         ["2999-01-01T00:00:00.123456789Z", "2999-01-01T00:00:00+02:00", "2999-01-01T00:00:00.5Z"],
     )
+    @one_database
     async def test_every_timestamp_shape(
         self, supabase_client: httpx.AsyncClient, supabase_fake: FakeSupabase, banned_until: str
     ) -> None:
@@ -90,6 +91,7 @@ class TestBannedUntilInTheAnswer:
         assert (response.status_code, response.json()) == (403, BANNED)
 
     @pytest.mark.parametrize("banned_until", ["soon", 12, "2999-13-01T00:00:00Z"])
+    @one_database
     async def test_an_unreadable_ban_is_not_ignored(
         self, supabase_client: httpx.AsyncClient, supabase_fake: FakeSupabase, banned_until: object
     ) -> None:
@@ -110,6 +112,7 @@ class TestBannedUntilInTheAnswer:
         assert (await exchange(supabase_client, supabase_fake.sign_in(user))).status_code == 200
 
 
+@one_database
 async def test_current_gotrue_refuses_the_token_itself(
     supabase_client: httpx.AsyncClient, supabase_fake: FakeSupabase
 ) -> None:

@@ -35,6 +35,8 @@ from tests.processes import (
     running_server,
 )
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 EXPORT = re.compile(r"^export (SUPABASE_[A-Z_]+)=(\S+)$", re.M)
 EXCHANGE_SNIPPET = re.compile(r"^API_TOKEN=\$\(.*?^curl [^\n]*$", re.M | re.S)
 MORE_TOKENS_SNIPPET = re.compile(r"^SUPABASE_TOKEN=\$\(curl.*?\)$", re.M | re.S)

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.supabase.fake.users import utc_now
-from tests.conftest import SupabaseAppFactory, asgi_client, make_settings
+from tests.conftest import SupabaseAppFactory, asgi_client, make_settings, one_database
 from tests.supabase_fake import FakeSupabase, FakeUser
 from tests.supabase_headers import EXCHANGE, bearer
 from tests.test_supabase_exchange import add_user, rows
@@ -73,6 +73,7 @@ def app_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixtu
 
 
 class TestWhoMayCall:
+    @one_database
     async def test_404_without_the_setting(
         self, supabase_client: httpx.AsyncClient, supabase_fake: FakeSupabase
     ) -> None:
@@ -126,11 +127,13 @@ class TestWhoMayCall:
         assert response.headers["www-authenticate"].startswith("Bearer")
         assert await hooked.works(api_token)
 
+    @one_database
     async def test_the_secret_is_checked_before_the_body(self, hooked: Hooked) -> None:
         """No 422 that would tell a stranger the endpoint is there and what it expects."""
         response = await hooked.client.post(WEBHOOK, content=b"{not json")
         assert response.status_code == 401
 
+    @one_database
     async def test_the_bearer_scheme_is_case_insensitive(self, hooked: Hooked) -> None:
         payload = hooked.fake.insert_event(hooked.fake.create_user("a@example.com"))
         response = await hooked.post(payload, {"Authorization": f"bearer {SECRET}"})
@@ -205,6 +208,7 @@ class TestBodiesOfAnotherShape:
         assert "detail" in response.json()
         assert await hooked.works(api_token)
 
+    @one_database
     async def test_deep_nesting_is_no_server_error(self, hooked: Hooked) -> None:
         response = await hooked.client.post(
             WEBHOOK,
@@ -213,11 +217,13 @@ class TestBodiesOfAnotherShape:
         )
         assert response.status_code in (400, 422), response.text
 
+    @one_database
     async def test_a_huge_body_is_refused_before_it_is_read(self, hooked: Hooked) -> None:
         padding = "x" * (hooked.app.state.settings.MAX_BODY_BYTES + 1)
         response = await hooked.post({"type": "INSERT", "padding": padding})
         assert response.status_code == 413
 
+    @one_database
     async def test_extra_keys_are_ignored(self, hooked: Hooked) -> None:
         """A trigger of one's own may add keys (e.g. `env`); the shape is still the webhook's."""
         payload = hooked.fake.insert_event(hooked.fake.create_user("a@example.com"))
@@ -404,6 +410,7 @@ class TestNothingElse:
         assert await hooked.works(grace_token)
 
 
+@one_database
 async def test_openapi_documents_it(hooked: Hooked) -> None:
     schema = (await hooked.client.get("/openapi.json")).json()
     operation = schema["paths"][WEBHOOK]["post"]

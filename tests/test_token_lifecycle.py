@@ -24,6 +24,7 @@ from tests.conftest import (
     UserFactory,
     asgi_client,
     make_settings,
+    one_database,
 )
 from tests.supabase_fake import FakeSupabase
 from tests.test_cli import manage
@@ -89,6 +90,7 @@ async def test_logout_revokes_every_token_and_a_new_exchange_works_at_once(
     assert (await supabase_client.post("/auth/logout", headers=bearer(phone))).status_code == 401
 
 
+@one_database
 async def test_logout_needs_a_token(client: httpx.AsyncClient) -> None:
     response = await client.post("/auth/logout")
     assert response.status_code == 401

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
 
 from app.security import issue_token
-from tests.conftest import TEST_SECRET, AuthHeaders, UserFactory
+from tests.conftest import TEST_SECRET, AuthHeaders, UserFactory, one_database
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
@@ -122,6 +122,7 @@ async def test_expired_token_says_so(client: httpx.AsyncClient, make_user: UserF
     "header",
     ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc", "bearer"],
 )
+@one_database
 async def test_missing_or_malformed_authorization_is_401(
     client: httpx.AsyncClient, header: str
 ) -> None:
