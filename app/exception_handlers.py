@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from typing import Any
 
 import asyncpg
@@ -53,6 +54,16 @@ def _lossy_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+def json_safe(number: float) -> float | str:
+    """JSON has no NaN or Infinity, though Python's parser (so FastAPI's) reads them: an echoed
+    non-finite input is named as the client wrote it, as text."""
+    if math.isfinite(number):
+        return number
+    if math.isnan(number):
+        return "NaN"
+    return "Infinity" if number > 0 else "-Infinity"
+
+
 def _reportable(error: dict[str, Any]) -> dict[str, Any]:
     echoed = error.get("input")
     too_big = isinstance(echoed, (dict, list, tuple)) or (
@@ -63,10 +74,12 @@ def _reportable(error: dict[str, Any]) -> dict[str, Any]:
 
 async def request_validation_error(_: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, bounded in size, and safe for any input: a body that is not UTF-8 (sent
-    as text/plain, form data…) or a lone surrogate would otherwise turn it into a 500."""
+    as text/plain, form data…), a lone surrogate or a `NaN` would otherwise turn it into a 500."""
     assert isinstance(exc, RequestValidationError)
     errors = [_reportable(error) for error in exc.errors()[:MAX_REPORTED_ERRORS]]
-    content = {"detail": jsonable_encoder(errors, custom_encoder={bytes: _lossy_text})}
+    content = {
+        "detail": jsonable_encoder(errors, custom_encoder={bytes: _lossy_text, float: json_safe})
+    }
     return AsciiJSONResponse(content, status_code=422)
 
 
