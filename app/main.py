@@ -15,6 +15,7 @@ from app.logging import configure_logging
 from app.middlewares import RequestContextMiddleware, RequestLimitsMiddleware
 from app.rate_limit.limiter import create_rate_limiter
 from app.router import include_routers
+from app.schemas.errors import document_common_errors
 from app.supabase.client import SupabaseAuth, create_http_client
 
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     include_routers(app)
+    document_common_errors(app)
     install_exception_handlers(app)
 
     # Innermost first. Limits inside CORS, so a browser can read a 413/414/431.

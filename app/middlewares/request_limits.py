@@ -1,4 +1,5 @@
-"""Bounds on what a client may send: URL (414), header section (431), body (413) and, when
+"""Bounds on what a client may send: URL (414), header section (431), body (413), one
+`Authorization` header at most (400), a path without control characters (404) and, when
 configured, the `Host` it addresses (400), refused before the app parses any of it.
 
 Uvicorn's default HTTP parser (httptools) puts no limit on URLs or headers: a client could send
@@ -9,6 +10,7 @@ them by then, so a reverse proxy in front should refuse them first; this is the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +22,10 @@ MAX_URL_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 # Methods whose bodies the app never reads: passed through untouched.
 BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Route patterns end in `$`, which also matches before a final newline: `/healthz\n` was
+# /healthz. No path of this API holds a control character (a path parameter never may), so such
+# a path names nothing: 404 before routing, for every route.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def json_error(status: int, detail: str) -> tuple[Message, Message]:
@@ -66,11 +72,20 @@ class RequestLimitsMiddleware:
         if len(raw_path) + len(scope.get("query_string", b"")) > self.max_url_bytes:
             await refuse(send, 414, f"URL longer than {self.max_url_bytes} bytes")
             return
-        # As on the wire: "name: value\r\n" for each header.
-        if sum(len(name) + len(value) + 4 for name, value in scope["headers"]) > (
-            self.max_header_bytes
-        ):
+        header_bytes = 0
+        authorizations = 0
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value) + 4  # as on the wire: "name: value\r\n"
+            authorizations += name == b"authorization"
+        if header_bytes > self.max_header_bytes:
             await refuse(send, 431, f"Request headers larger than {self.max_header_bytes} bytes")
+            return
+        if authorizations > 1:
+            # Which one counts would depend on the reader (first or last): one rule, refused.
+            await refuse(send, 400, "More than one Authorization header")
+            return
+        if CONTROL_CHARACTER.search(scope["path"]):
+            await refuse(send, 404, "Not Found")
             return
         if self.allowed_hosts is not None and not self._host_allowed(scope):
             # Starlette builds redirects (trailing slash) from Host: never for a forged one.
