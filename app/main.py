@@ -47,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestLimitsMiddleware,
         max_body_bytes=settings.MAX_BODY_BYTES,
+        max_inflight_body_bytes=settings.MAX_INFLIGHT_BODY_BYTES,
+        body_timeout_seconds=settings.BODY_TIMEOUT_SECONDS,
         allowed_hosts=settings.ALLOWED_HOSTS,
     )
     app.add_middleware(
