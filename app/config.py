@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     ALLOWED_HOSTS: Annotated[list[str] | None, NoDecode] = None
 
     MAX_BODY_BYTES: int = Field(default=1_048_576, ge=1024)
+    # What all request bodies being received or handled may hold together, per process (503
+    # past it), and the seconds a body may take to arrive (408 past them).
+    MAX_INFLIGHT_BODY_BYTES: int = Field(default=32 * 1_048_576, ge=1024)
+    BODY_TIMEOUT_SECONDS: float = Field(default=20.0, gt=0)
 
     # Rate limits (app/rate_limit/). With REDIS_URL the counters live in Redis, shared by every
     # worker and replica; without it each process counts on its own.

@@ -35,6 +35,13 @@ class PostNotFound(NotFound):
         super().__init__("Post not found")
 
 
+class RecordConflict(HTTPException):
+    """A write that the database refused for a constraint no service rule foresaw."""
+
+    def __init__(self, detail: str = "Conflict with an existing record") -> None:
+        super().__init__(status.HTTP_409_CONFLICT, detail)
+
+
 class EmailAlreadyRegistered(HTTPException):
     def __init__(self) -> None:
         super().__init__(status.HTTP_409_CONFLICT, "A user with this email already exists")

@@ -27,9 +27,17 @@ _CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")
 # Multi-line text may hold tabs and line breaks (\t \n \r), no other control character.
 _MULTILINE_FORBIDDEN = r"\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F"
 
+# Whitespace as JSON Schema's `\s` (ECMA-262) means it, spelt out: Python's `\s` and
+# `str.strip()` leave out U+FEFF, so a name of only U+FEFF was accepted here and refused by the
+# schema. (The C0/C1 controls Python adds are refused anyway.) `\uXXXX` reads the same in both.
+WHITESPACE_CHARACTERS = " \t\n\v\f\r\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
+    chr(code) for code in range(0x2000, 0x200B)
+)
+_WHITESPACE_CLASS = "".join(f"\\u{ord(character):04x}" for character in WHITESPACE_CHARACTERS)
+
 # One line, no control characters, at least one character that is not whitespace.
 SINGLE_LINE_PATTERN = (
-    f"^[^{CONTROL_CHARACTERS}]*[^\\s{CONTROL_CHARACTERS}][^{CONTROL_CHARACTERS}]*$"
+    f"^[^{CONTROL_CHARACTERS}]*[^{_WHITESPACE_CLASS}{CONTROL_CHARACTERS}][^{CONTROL_CHARACTERS}]*$"
 )
 MULTILINE_PATTERN = f"^[^{_MULTILINE_FORBIDDEN}]*$"
 _MULTILINE_FORBIDDEN_RE = re.compile(f"[{_MULTILINE_FORBIDDEN}]")
@@ -50,7 +58,7 @@ def single_line(text: str) -> str:
     """The rule of `SINGLE_LINE_PATTERN`, with readable errors; the value trimmed."""
     if has_control_characters(text):
         raise ValueError("must be a single line without control characters")
-    if not text.strip():
+    if not text.strip(WHITESPACE_CHARACTERS):
         raise ValueError("must not be blank")
     return text.strip()
 

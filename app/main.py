@@ -15,6 +15,7 @@ from app.logging import configure_logging
 from app.middlewares import RequestContextMiddleware, RequestLimitsMiddleware
 from app.rate_limit.limiter import create_rate_limiter
 from app.router import include_routers
+from app.schemas.errors import document_common_errors
 from app.supabase.client import SupabaseAuth, create_http_client
 
 
@@ -39,12 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     include_routers(app)
+    document_common_errors(app)
     install_exception_handlers(app)
 
     # Innermost first. Limits inside CORS, so a browser can read a 413/414/431.
     app.add_middleware(
         RequestLimitsMiddleware,
         max_body_bytes=settings.MAX_BODY_BYTES,
+        max_inflight_body_bytes=settings.MAX_INFLIGHT_BODY_BYTES,
+        body_timeout_seconds=settings.BODY_TIMEOUT_SECONDS,
         allowed_hosts=settings.ALLOWED_HOSTS,
     )
     app.add_middleware(

@@ -1,5 +1,8 @@
-"""Bounds on what a client may send: URL (414), header section (431), body (413) and, when
-configured, the `Host` it addresses (400), refused before the app parses any of it.
+"""Bounds on what a client may send: URL (414), header section (431), body (413), one
+`Authorization` header at most (400), a path without control characters (404) and, when
+configured, the `Host` it addresses (400), refused before the app parses any of it. And bounds on
+what bodies may cost the process: the time a body may take to arrive (408) and the bytes all the
+bodies being received or handled may hold together (503).
 
 Uvicorn's default HTTP parser (httptools) puts no limit on URLs or headers: a client could send
 megabytes of headers and the app would decode, match and log them. The server has already read
@@ -8,7 +11,9 @@ them by then, so a reverse proxy in front should refuse them first; this is the 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,9 +25,19 @@ MAX_URL_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 # Methods whose bodies the app never reads: passed through untouched.
 BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Route patterns end in `$`, which also matches before a final newline: `/healthz\n` was
+# /healthz. No path of this API holds a control character (a path parameter never may), so such
+# a path names nothing: 404 before routing, for every route.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def json_error(status: int, detail: str) -> tuple[Message, Message]:
+# Seconds a client waits, after a 503 for a full body budget, before trying again.
+BODY_BUDGET_RETRY_AFTER = 1
+
+
+def json_error(
+    status: int, detail: str, headers: Collection[tuple[bytes, bytes]] = ()
+) -> tuple[Message, Message]:
     """A complete `{"detail": ...}` answer that closes the connection (the rest of the request
     may still be arriving)."""
     body = json.dumps({"detail": detail}).encode()
@@ -33,9 +48,30 @@ def json_error(status: int, detail: str) -> tuple[Message, Message]:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
+            *headers,
         ],
     }
     return start, {"type": "http.response.body", "body": body}
+
+
+class BodyBudget:
+    """The bytes of request bodies this process holds at once, over every request: each body
+    counts from its first byte until its request is answered. Without it, 300 connections that
+    each sent most of a 1 MiB body and stalled held 300 MiB, and the allocator kept most of it
+    after they closed. (One event loop per process: no lock is needed.)"""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
 
 
 class RequestLimitsMiddleware:
@@ -48,6 +84,8 @@ class RequestLimitsMiddleware:
         self,
         app: ASGIApp,
         max_body_bytes: int,
+        max_inflight_body_bytes: int,
+        body_timeout_seconds: float,
         max_url_bytes: int = MAX_URL_BYTES,
         max_header_bytes: int = MAX_HEADER_BYTES,
         allowed_hosts: Collection[str] | None = None,
@@ -55,6 +93,8 @@ class RequestLimitsMiddleware:
         self.app = app
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts or () if h != "*") or None
         self.max_body_bytes = max_body_bytes
+        self.body_budget = BodyBudget(max_inflight_body_bytes)
+        self.body_timeout_seconds = body_timeout_seconds
         self.max_url_bytes = max_url_bytes
         self.max_header_bytes = max_header_bytes
 
@@ -66,11 +106,20 @@ class RequestLimitsMiddleware:
         if len(raw_path) + len(scope.get("query_string", b"")) > self.max_url_bytes:
             await refuse(send, 414, f"URL longer than {self.max_url_bytes} bytes")
             return
-        # As on the wire: "name: value\r\n" for each header.
-        if sum(len(name) + len(value) + 4 for name, value in scope["headers"]) > (
-            self.max_header_bytes
-        ):
+        header_bytes = 0
+        authorizations = 0
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value) + 4  # as on the wire: "name: value\r\n"
+            authorizations += name == b"authorization"
+        if header_bytes > self.max_header_bytes:
             await refuse(send, 431, f"Request headers larger than {self.max_header_bytes} bytes")
+            return
+        if authorizations > 1:
+            # Which one counts would depend on the reader (first or last): one rule, refused.
+            await refuse(send, 400, "More than one Authorization header")
+            return
+        if CONTROL_CHARACTER.search(scope["path"]):
+            await refuse(send, 404, "Not Found")
             return
         if self.allowed_hosts is not None and not self._host_allowed(scope):
             # Starlette builds redirects (trailing slash) from Host: never for a forged one.
@@ -80,6 +129,12 @@ class RequestLimitsMiddleware:
             await self.app(scope, receive, send)
             return
         await self._with_bounded_body(scope, receive, send)
+
+    @staticmethod
+    async def _refuse_busy(send: Send) -> None:
+        retry_after = (b"retry-after", str(BODY_BUDGET_RETRY_AFTER).encode())
+        busy = "Too many request bodies in progress, try again shortly"
+        await refuse(send, 503, busy, [retry_after])
 
     def _host_allowed(self, scope: Scope) -> bool:
         assert self.allowed_hosts is not None
@@ -93,42 +148,70 @@ class RequestLimitsMiddleware:
 
     async def _with_bounded_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         too_large = f"Request body larger than {self.max_body_bytes} bytes"
+        declared: int | None = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.max_body_bytes:
                     await refuse(send, 413, too_large)
                     return
+                declared = int(value)
                 break
 
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending the whole body
-            chunk: bytes = message.get("body", b"")
-            received += len(chunk)
-            if received > self.max_body_bytes:
-                await refuse(send, 413, too_large)
+        # A declared body takes its whole length from the budget before anything is read, so a
+        # full budget is answered at once; a chunked one takes each chunk as it comes.
+        held = 0
+        if declared is not None:
+            if not self.body_budget.take(declared):
+                await self._refuse_busy(send)
                 return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+            held = declared
+        try:
+            chunks: list[bytes] = []
+            received = 0
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.body_timeout_seconds
+            while True:
+                try:
+                    message = await asyncio.wait_for(receive(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    detail = f"Request body not received within {self.body_timeout_seconds:g} s"
+                    await refuse(send, 408, detail)
+                    return
+                if message["type"] != "http.request":
+                    return  # the client went away before sending the whole body
+                chunk: bytes = message.get("body", b"")
+                received += len(chunk)
+                if received > self.max_body_bytes:
+                    await refuse(send, 413, too_large)
+                    return
+                if declared is None:
+                    if not self.body_budget.take(len(chunk)):
+                        await self._refuse_busy(send)
+                        return
+                    held += len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
 
-        body = b"".join(chunks)
-        replayed = False
+            body = b"".join(chunks)
+            chunks.clear()
+            replayed = False
 
-        async def replay_receive() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: wait for the disconnect, as servers do
+            async def replay_receive() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()  # after the body: wait for the disconnect, as servers do
 
-        await self.app(scope, replay_receive, send)
+            await self.app(scope, replay_receive, send)
+        finally:
+            self.body_budget.give_back(held)
 
 
-async def refuse(send: Send, status: int, detail: str) -> None:
-    start, body = json_error(status, detail)
+async def refuse(
+    send: Send, status: int, detail: str, headers: Collection[tuple[bytes, bytes]] = ()
+) -> None:
+    start, body = json_error(status, detail, headers)
     await send(start)
     await send(body)
