@@ -1,0 +1,7 @@
+"""`manage.py new-resource`: writes a resource like `posts` from the templates in `templates/`.
+
+- `spec.py`: the resource and its fields, checked (names, types) before anything is written;
+- `field_types.py`: what each `--field` type becomes in the model, the schemas and the tests;
+- `generator.py`: renders the templates, registers the resource, writes every file or none;
+- `formatting.py`: ruff on what was written (and Alembic's post-write hook for new revisions).
+"""
