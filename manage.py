@@ -278,11 +278,14 @@ def dev_supabase(
 
 @cli.command("new-resource")
 def new_resource(
-    name: Annotated[str, typer.Argument(help="Singular, snake_case (e.g. comment)")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Singular, snake_case (e.g. comment)")
+    ],
     field: Annotated[
         list[str] | None,
         typer.Option(
             "--field",
+            metavar="NAME:TYPE",
             help="name:type, repeatable; type is str, text, int, float, bool or datetime "
             "(default: one name:str)",
         ),
