@@ -23,7 +23,7 @@ from app.scaffold.generator import new_resource
 from app.scaffold.spec import ScaffoldError
 from app.security import issue_token
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_settings
-from tests.processes import copy_project, running_server
+from tests.processes import RunningServer, copy_project, running_server
 
 # --- refusals: one line, exit 1, nothing written ------------------------------------------------
 
@@ -245,7 +245,7 @@ def check_the_api(project: Path, database_url: str, tokens: dict[str, str]) -> N
         "seen_at": "2030-01-02T05:04:05+02:00",
     }
     with (
-        running_server(database_url, project=project) as server,
+        running_server(database_url, kind=RunningServer, project=project) as server,
         httpx.Client(base_url=f"{server.base_url}/api/v1/reviews/", timeout=30) as api,
     ):
         assert api.get("").status_code == 401
