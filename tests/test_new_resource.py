@@ -73,6 +73,8 @@ def run_cli(project: Path, monkeypatch: pytest.MonkeyPatch, *arguments: str) -> 
         (["comment", "--field", "id:int"], "Python builtin"),
         (["comment", "--field", "metadata:str"], "taken by the model"),
         (["comment", "--field", "model_name:str"], "taken by the model"),
+        (["comment", "--field", "datetime:datetime"], "shadow the type"),
+        (["comment", "--field", "session:str"], "taken by the model"),
         (["comment", "--field", "title:str", "--field", "title:text"], "given twice"),
     ],
 )

@@ -23,8 +23,8 @@ DEFAULT_FIELDS = ("name:str",)
 
 # Every resource has these; the generated model and schemas define them.
 OWN_COLUMNS = frozenset({"id", "owner_id", "created_at", "updated_at"})
-# Names the generated modules import or define at module level: a field or a resource of that
-# name would shadow them.
+# Names the generated modules import, define or use as variables: the resource's name (a module
+# name in app/router.py, a variable in its routes and services) must not shadow them.
 GENERATED_CODE_NAMES = frozenset(
     {
         "annotations",
@@ -68,6 +68,9 @@ GENERATED_CODE_NAMES = frozenset(
         "user",
     }
 )
+
+# A field is a class attribute: it must not shadow a name the classes' annotations use.
+ANNOTATION_NAMES = frozenset({"datetime"})
 
 
 class ScaffoldError(Exception):
@@ -162,11 +165,9 @@ def parse_field(spec: str) -> Field:
         raise ScaffoldError(f"--field {spec!r}: unknown type {type_name!r} (one of {known})")
     if name in OWN_COLUMNS:
         raise ScaffoldError(f"--field {spec!r}: every resource already has {name!r}")
-    if (
-        name.startswith("model_")
-        or name in reserved_attribute_names()
-        or name in GENERATED_CODE_NAMES
-    ):
+    if name in ANNOTATION_NAMES:
+        raise ScaffoldError(f"--field {spec!r}: {name!r} would shadow the type of other fields")
+    if name.startswith("model_") or name in reserved_attribute_names():
         raise ScaffoldError(
             f"--field {spec!r}: {name!r} is taken by the model or the schemas' base classes"
         )
@@ -196,4 +197,6 @@ def reserved_attribute_names() -> frozenset[str]:
     for base in (Base, CRUDMixin, TimestampMixin, BaseModel):
         names.update(name for name in dir(base) if not name.startswith("_"))
     names.update({"newest_first", "model_config", "model_fields"})
+    # The parameters of `CRUDMixin.create(session, **values)` and `update(session, **values)`.
+    names.update({"session", "values", "self", "cls"})
     return frozenset(names)
