@@ -14,6 +14,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
+from app.db.base import Base, CRUDMixin, TimestampMixin
 from app.scaffold.field_types import FIELD_TYPES, FieldType
 
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
@@ -146,7 +149,10 @@ def check_resource_name(name: str, taken_names: frozenset[str]) -> None:
         raise ScaffoldError(f"resource name {name!r} is longer than {MAX_NAME_LENGTH} characters")
     plural = pluralize(name)
     if name in taken_names:
-        raise ScaffoldError(f"resource name {name!r} is taken: the project already has {name!r}")
+        raise ScaffoldError(
+            f"resource name {name!r} is taken: the project has a resource, table or module of "
+            "that name"
+        )
     if plural in taken_names:
         raise ScaffoldError(
             f"resource name {name!r} clashes: its plural {plural!r} is already in the project"
@@ -188,11 +194,7 @@ def check_identifier(name: str, what: str) -> None:
 
 def reserved_attribute_names() -> frozenset[str]:
     """What the model's and the schemas' base classes already define (`metadata`, `create`,
-    `model_dump`, `json`...), and Pydantic's `model_` prefix."""
-    from pydantic import BaseModel
-
-    from app.db.base import Base, CRUDMixin, TimestampMixin
-
+    `model_dump`, `json`...)."""
     names: set[str] = set()
     for base in (Base, CRUDMixin, TimestampMixin, BaseModel):
         names.update(name for name in dir(base) if not name.startswith("_"))
