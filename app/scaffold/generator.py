@@ -1,9 +1,9 @@
 """Plan every file of a new resource, check it all, then write it all.
 
 New files: model, schemas, service, routes and tests, rendered from `templates/`. Changed
-files: `app/models/__init__.py` (so Alembic's autogenerate sees the model), `app/router.py`
-(the router under `/api/v1`), `app/errors.py` (its 404). Nothing is written until every name
-and every file has been checked; a refusal is a `ScaffoldError` with one line.
+files: `app/models/__init__.py`, `app/router.py` and `app/errors.py` (see `registration.py`).
+Nothing is written until every name and every file has been checked; a refusal is a
+`ScaffoldError` with one line.
 """
 
 from __future__ import annotations
@@ -17,6 +17,12 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from app.scaffold.formatting import format_files
+from app.scaffold.registration import (
+    add_not_found_error,
+    imported_names,
+    register_model,
+    register_router,
+)
 from app.scaffold.spec import Resource, ScaffoldError, parse_resource
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -91,12 +97,6 @@ def table_names(module: ast.Module) -> list[str]:
     ]
 
 
-def imported_names(module: ast.Module) -> list[ast.alias]:
-    return [
-        alias for node in module.body if isinstance(node, ast.ImportFrom) for alias in node.names
-    ]
-
-
 # --- the new files --------------------------------------------------------------------------
 
 
@@ -164,112 +164,3 @@ def import_line(module: str, names: set[str]) -> str:
 
 def python_list(names: Any) -> str:
     return "[" + ", ".join(f'"{name}"' for name in names) + "]"
-
-
-# --- the files that register it -------------------------------------------------------------
-
-
-def register_model(source: str, resource: Resource) -> str:
-    """`from app.models.<name> import <Class>` and the class in `__all__`."""
-    module = ast.parse(source)
-    lines = source.splitlines()
-    imports = [node for node in module.body if isinstance(node, ast.ImportFrom)]
-    exported = next(
-        (
-            node
-            for node in module.body
-            if isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
-        ),
-        None,
-    )
-    if not imports or exported is None or not isinstance(exported.value, ast.List):
-        raise ScaffoldError("app/models/__init__.py: no model imports and `__all__` list found")
-    names = sorted(
-        [alias.asname or alias.name for alias in imported_names(module)] + [resource.class_name]
-    )
-    new_import = f"from app.models.{resource.name} import {resource.class_name}"
-    import_lines = sorted(
-        [*(lines[node.lineno - 1] for node in imports if node.lineno == node.end_lineno)]
-        + [new_import]
-    )
-    if len(import_lines) != len(imports) + 1:
-        raise ScaffoldError("app/models/__init__.py: expected one-line model imports")
-    exported_line = "__all__ = [" + ", ".join(f'"{name}"' for name in names) + "]"
-    first, last = imports[0].lineno - 1, imports[-1].end_lineno or imports[-1].lineno
-    rebuilt = (
-        lines[:first]
-        + import_lines
-        + lines[last : exported.lineno - 1]
-        + [exported_line]
-        + lines[(exported.end_lineno or exported.lineno) :]
-    )
-    return "\n".join(rebuilt) + "\n"
-
-
-def register_router(source: str, resource: Resource) -> str:
-    """The route module in `from app.routes import ...`, and `(<name>.router, API_V1_PREFIX),`
-    at the end of `ROUTERS`."""
-    module = ast.parse(source)
-    lines = source.splitlines()
-    routes_import = next(
-        (
-            node
-            for node in module.body
-            if isinstance(node, ast.ImportFrom) and node.module == "app.routes"
-        ),
-        None,
-    )
-    routers = next(
-        (
-            node
-            for node in module.body
-            if isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and node.target.id == "ROUTERS"
-            and isinstance(node.value, ast.List)
-        ),
-        None,
-    )
-    if routes_import is None or routers is None or routers.end_lineno is None:
-        raise ScaffoldError("app/router.py: no `from app.routes import` and `ROUTERS` list found")
-    if routers.end_lineno <= routers.lineno or not lines[routers.end_lineno - 1].startswith("]"):
-        raise ScaffoldError("app/router.py: expected `ROUTERS` with one entry per line")
-    modules = sorted([alias.name for alias in routes_import.names] + [resource.name])
-    entry = f"    ({resource.name}.router, API_V1_PREFIX),"
-    closing = routers.end_lineno - 1
-    import_end = routes_import.end_lineno or routes_import.lineno
-    rebuilt = (
-        lines[: routes_import.lineno - 1]
-        + [f"from app.routes import {', '.join(modules)}"]
-        + lines[import_end:closing]
-        + [entry]
-        + lines[closing:]
-    )
-    return "\n".join(rebuilt) + "\n"
-
-
-def add_not_found_error(source: str, resource: Resource) -> str:
-    """`<Class>NotFound(NotFound)` after the last `...NotFound` error."""
-    module = ast.parse(source)
-    not_found = [
-        node
-        for node in module.body
-        if isinstance(node, ast.ClassDef)
-        and any(isinstance(base, ast.Name) and base.id == "NotFound" for base in node.bases)
-    ]
-    if not not_found or not_found[-1].end_lineno is None:
-        raise ScaffoldError("app/errors.py: no `NotFound` errors found")
-    error = f"{resource.class_name}NotFound"
-    if any(isinstance(node, ast.ClassDef) and node.name == error for node in module.body):
-        raise ScaffoldError(f"app/errors.py already has {error}")
-    lines = source.splitlines()
-    after = not_found[-1].end_lineno
-    new_class = [
-        "",
-        "",
-        f"class {error}(NotFound):",
-        "    def __init__(self) -> None:",
-        f'        super().__init__("{resource.label} not found")',
-    ]
-    return "\n".join(lines[:after] + new_class + lines[after:]) + "\n"
