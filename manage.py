@@ -273,5 +273,42 @@ def dev_supabase(
         fail(str(exc))
 
 
+# --- new-resource: a resource like posts, from app/scaffold/templates --------------------------
+
+
+@cli.command("new-resource")
+def new_resource(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Singular, snake_case (e.g. comment)")
+    ],
+    field: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--field",
+            metavar="NAME:TYPE",
+            help="name:type, repeatable; type is str, text, int, float, bool or datetime "
+            "(default: one name:str)",
+        ),
+    ] = None,
+) -> None:
+    """Write the model, schemas, service, routes and tests of a resource owned by a user."""
+    from app.scaffold.generator import new_resource as write_resource
+    from app.scaffold.spec import ScaffoldError
+
+    try:
+        written = write_resource(PROJECT_ROOT, name, field or [])
+    except ScaffoldError as exc:
+        fail(str(exc))
+    for path in written.created:
+        typer.echo(f"created {path.relative_to(PROJECT_ROOT)}")
+    for path in written.changed:
+        typer.echo(f"changed {path.relative_to(PROJECT_ROOT)}")
+    if not written.formatted:
+        typer.echo("ruff is not installed: the files are not formatted (run `make format`)")
+    typer.echo(
+        f'next: python manage.py migrate -m "add {written.plural}" && python manage.py upgrade'
+    )
+
+
 if __name__ == "__main__":
     sys.exit(cli())

@@ -89,7 +89,11 @@ def _reportable(error: dict[str, Any]) -> dict[str, Any]:
     too_big = isinstance(echoed, (dict, list, tuple)) or (
         isinstance(echoed, (str, bytes)) and len(echoed) > MAX_ECHOED_INPUT
     )
-    return {key: value for key, value in error.items() if key != "input"} if too_big else error
+    # NaN and infinities (a `float` field refusing `NaN` or `1e400`) have no JSON form.
+    unwritable = isinstance(echoed, float) and not math.isfinite(echoed)
+    if too_big or unwritable:
+        return {key: value for key, value in error.items() if key != "input"}
+    return error
 
 
 async def request_validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -10,15 +10,27 @@ schema allows is exactly what the API accepts.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Annotated
 
-from pydantic import AfterValidator, EmailStr, Field, StrictBool
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    EmailStr,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+)
 
 EMAIL_MAX_LENGTH = 320
 FULL_NAME_MAX_LENGTH = 255
 TITLE_MAX_LENGTH = 200
 STRING_MAX_LENGTH = 255  # a short single-line value (the default for a generated `str` field)
 TEXT_MAX_LENGTH = 20_000  # multi-line text (a post's body, a generated `text` field)
+# A whole number fits a 32-bit column (PostgreSQL `integer`, what `Mapped[int]` maps to).
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
 
 # C0 controls, DEL and C1 controls. PostgreSQL refuses NUL in text; newlines and terminal escapes
 # have no place in a name or an address. (Lone UTF-16 surrogates are refused by pydantic itself.)
@@ -70,6 +82,15 @@ def multiline(text: str) -> str:
     return text
 
 
+def in_utc(moment: datetime) -> datetime:
+    """The same instant in UTC: stored values are compared and ordered as UTC on every backend
+    (SQLite keeps the wall-clock time and drops the offset)."""
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("out of range once converted to UTC") from exc
+
+
 # Each text type: its length, its pattern for the OpenAPI schema, the validator that applies it.
 SINGLE_LINE = {"pattern": SINGLE_LINE_PATTERN}
 MULTILINE = {"pattern": MULTILINE_PATTERN}
@@ -95,3 +116,10 @@ LongText = Annotated[
 Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(normalize_email)]
 # `true`/`false` only: the schema says boolean, so 0, "yes" or "off" are refused.
 Flag = StrictBool
+# The generated resources' number and time types (`manage.py new-resource`). Strict, like `Flag`:
+# the schema says integer or number, so "5" and `true` are refused.
+WholeNumber = Annotated[StrictInt, Field(ge=INT32_MIN, le=INT32_MAX)]
+# A finite number: JSON has no NaN or infinity, and a huge literal (1e400) is not a number here.
+Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+# A date and time with its offset (a naive one is ambiguous: refused), kept in UTC.
+Timestamp = Annotated[AwareDatetime, AfterValidator(in_utc)]

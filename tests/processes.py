@@ -48,14 +48,18 @@ def copy_project(destination: Path) -> Path:
 
 
 def launch_server(
-    database_url: str, port: int, *extra: str, env: Mapping[str, str] | None = None
+    database_url: str,
+    port: int,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+    project: Path = PROJECT_ROOT,
 ) -> subprocess.Popen[str]:
     """`python manage.py run --no-reload --port PORT [extra]` in its own process group (so a
     cleanup with `os.killpg` reaches its workers too), output on `stdout`; `env`: more
-    environment variables (settings) for the server."""
+    environment variables (settings) for the server; `project`: a copy to serve instead."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "run", "--no-reload", "--port", str(port), *extra],
-        cwd=PROJECT_ROOT,
+        cwd=project,
         env={
             **os.environ,
             "DATABASE_URL": database_url,
@@ -100,12 +104,13 @@ def running_server(
     *extra: str,
     kind: type[ServerT] = RunningServer,  # type: ignore[assignment]
     env: Mapping[str, str] | None = None,
+    project: Path = PROJECT_ROOT,
 ) -> Iterator[ServerT]:
     """`manage.py run` answering on /healthz; killed (with its workers) at the end whatever
-    happens. `kind` may be a subclass of RunningServer with a test's own helpers; `env` as for
-    `launch_server`."""
+    happens. `kind` may be a subclass of RunningServer with a test's own helpers; `env` and
+    `project` as for `launch_server`."""
     port = free_port()
-    process = launch_server(database_url, port, *extra, env=env)
+    process = launch_server(database_url, port, *extra, env=env, project=project)
     server = kind(process, port)
     assert process.stdout is not None
     reader = threading.Thread(target=server.output.extend, args=(process.stdout,), daemon=True)

@@ -1,0 +1,273 @@
+"""`manage.py new-resource` (contract: Resources): refusals write nothing; a generated resource,
+in a copy of the project, migrates, serves, passes ruff and mypy, and its own tests pass."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+import manage
+from app.config import Settings
+from app.db.database import open_session
+from app.models.user import User
+from app.scaffold import formatting
+from app.scaffold.generator import new_resource
+from app.scaffold.spec import ScaffoldError
+from app.security import issue_token
+from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_settings
+from tests.processes import RunningServer, copy_project, running_server
+
+# --- refusals: one line, exit 1, nothing written ------------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """What the generator reads and writes: app/ and tests/ (an empty one is enough)."""
+    shutil.copytree(
+        PROJECT_ROOT / "app", tmp_path / "app", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (tmp_path / "tests").mkdir()
+    return tmp_path
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(path): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def run_cli(project: Path, monkeypatch: pytest.MonkeyPatch, *arguments: str) -> tuple[int, str]:
+    monkeypatch.setattr(manage, "PROJECT_ROOT", project)
+    result = CliRunner().invoke(manage.cli, ["new-resource", *arguments])
+    return result.exit_code, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (["Comment"], "not snake_case"),
+        (["blog-post"], "not snake_case"),
+        (["blog__post"], "not snake_case"),
+        (["2fa"], "not snake_case"),
+        (["class"], "Python keyword"),
+        (["match"], "Python keyword"),
+        (["list"], "Python builtin"),
+        (["post"], "taken"),
+        (["user"], "taken"),
+        (["posts"], "taken"),
+        (["auth"], "taken"),  # app/routes/auth.py
+        (["error"], "plural 'errors'"),  # app/schemas/errors.py
+        (["session"], "shadow"),
+        (["a" * 31], "longer than 30"),
+        (["comment", "--field", "title"], "expected name:type"),
+        (["comment", "--field", "title:string"], "unknown type 'string'"),
+        (["comment", "--field", "Title:str"], "not snake_case"),
+        (["comment", "--field", "from:str"], "Python keyword"),
+        (["comment", "--field", "owner_id:int"], "already has 'owner_id'"),
+        (["comment", "--field", "id:int"], "Python builtin"),
+        (["comment", "--field", "metadata:str"], "taken by the model"),
+        (["comment", "--field", "model_name:str"], "taken by the model"),
+        (["comment", "--field", "datetime:datetime"], "shadow the type"),
+        (["comment", "--field", "session:str"], "taken by the model"),
+        (["comment", "--field", "title:str", "--field", "title:text"], "given twice"),
+    ],
+)
+def test_bad_names_are_refused_in_one_line(
+    project: Path, monkeypatch: pytest.MonkeyPatch, arguments: list[str], reason: str
+) -> None:
+    before = snapshot(project)
+    exit_code, stderr = run_cli(project, monkeypatch, *arguments)
+    assert exit_code == 1
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+    assert reason in stderr
+    assert snapshot(project) == before
+
+
+def test_a_resource_is_written_once(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exit_code, _ = run_cli(project, monkeypatch, "blog_post", "--field", "rating:int")
+    assert exit_code == 0
+    for path in ("models", "schemas", "services", "routes"):
+        assert (project / "app" / path / "blog_post.py").is_file()
+    assert (project / "tests" / "test_blog_posts_api.py").is_file()
+    router = (project / "app" / "router.py").read_text()
+    assert "(blog_post.router, API_V1_PREFIX)," in router
+    assert (
+        "from app.models.blog_post import BlogPost"
+        in (project / "app" / "models" / "__init__.py").read_text()
+    )
+    assert 'super().__init__("Blog post not found")' in (project / "app" / "errors.py").read_text()
+    model = (project / "app" / "models" / "blog_post.py").read_text()
+    assert 'ForeignKey("users.id", ondelete="CASCADE")' in model
+    assert "rating: Mapped[int]" in model
+
+    before = snapshot(project)
+    exit_code, stderr = run_cli(project, monkeypatch, "blog_post")
+    assert exit_code == 1 and "taken" in stderr
+    exit_code, stderr = run_cli(project, monkeypatch, "blog_posts")
+    assert exit_code == 1 and "taken" in stderr
+    assert snapshot(project) == before
+
+
+def test_a_file_in_the_way_is_refused_before_anything_is_written(project: Path) -> None:
+    (project / "tests" / "test_comments_api.py").write_text("# mine\n")
+    before = snapshot(project)
+    with pytest.raises(ScaffoldError, match="tests/test_comments_api.py already exists"):
+        new_resource(project, "comment", [])
+    assert snapshot(project) == before
+
+
+def test_revision_hook_without_ruff_keeps_the_file_and_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In the Docker image ruff is not installed: `migrate -m` must still work."""
+    revision = tmp_path / "revision.py"
+    revision.write_text("x  =  1\n")
+    monkeypatch.setattr(formatting, "ruff_installed", lambda: False)
+    assert formatting.main([str(revision)]) == 0
+    assert revision.read_text() == "x  =  1\n"
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+# --- end to end, in a copy of the project -------------------------------------------------------
+
+FIELDS = [
+    "title:str",
+    "notes:text",
+    "stars:int",
+    "score:float",
+    "public:bool",
+    "seen_at:datetime",
+]
+GENERATED = [
+    "app/models/review.py",
+    "app/schemas/review.py",
+    "app/services/review.py",
+    "app/routes/review.py",
+    "tests/test_reviews_api.py",
+]
+# The time each step may take on a loaded 2-core machine (usually a few seconds each).
+STEP_TIMEOUT = 180
+
+
+def run(project: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        command,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+async def make_users(settings: Settings) -> dict[str, str]:
+    """An owner and someone else, and an API token for each."""
+    tokens = {}
+    async with open_session(settings) as session:
+        for who in ("owner", "other"):
+            user = await User.create(session, email=f"{who}@example.com", is_active=True)
+            await session.commit()
+            tokens[who] = issue_token(settings, user).token
+    return tokens
+
+
+def test_generated_resource_migrates_serves_and_passes_lint_and_its_tests(
+    tmp_path: Path,
+) -> None:
+    project = copy_project(tmp_path / "project")
+    shutil.copytree(
+        PROJECT_ROOT / "tests", project / "tests", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'api.db'}"
+    env = {
+        **{name: value for name, value in os.environ.items() if name != "DATABASE_URL"},
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "APP_ENV": "test",
+    }
+    python = sys.executable
+
+    fields = [argument for spec in FIELDS for argument in ("--field", spec)]
+    run(project, env, python, "manage.py", "new-resource", "review", *fields)
+    assert all((project / path).is_file() for path in GENERATED)
+
+    # mypy (strict) runs while the API is migrated and served: it is the slowest step.
+    mypy = subprocess.Popen(
+        [python, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy-cache"), *GENERATED]
+        + ["app/router.py", "app/errors.py", "app/models/__init__.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with_db = {**env, "DATABASE_URL": database_url}
+        run(project, with_db, python, "manage.py", "upgrade")
+        run(project, with_db, python, "manage.py", "migrate", "-m", "add reviews")
+        revisions = list((project / "alembic" / "versions").glob("*_add_reviews.py"))
+        assert len(revisions) == 1
+        assert 'op.create_table(\n        "reviews",' in revisions[0].read_text()
+        run(project, with_db, python, "manage.py", "upgrade")
+
+        tokens = asyncio.run(make_users(make_settings(database_url)))
+        check_the_api(project, database_url, tokens)
+
+        # The generated code and the generated revision pass lint with no hand edit.
+        run(project, env, python, "-m", "ruff", "check", ".")
+        run(project, env, python, "-m", "ruff", "format", "--check", ".")
+        output, _ = mypy.communicate(timeout=STEP_TIMEOUT)
+        assert mypy.returncode == 0, output
+    finally:
+        if mypy.poll() is None:
+            mypy.kill()
+            mypy.wait()
+
+    tests = run(project, env, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", GENERATED[-1])
+    assert " passed" in tests.stdout and "failed" not in tests.stdout, tests.stdout
+
+
+def check_the_api(project: Path, database_url: str, tokens: dict[str, str]) -> None:
+    owner = {"Authorization": f"Bearer {tokens['owner']}"}
+    other = {"Authorization": f"Bearer {tokens['other']}"}
+    body = {
+        "title": " First ",
+        "stars": 5,
+        "score": 4.5,
+        "public": True,
+        "seen_at": "2030-01-02T05:04:05+02:00",
+    }
+    with (
+        running_server(database_url, kind=RunningServer, project=project) as server,
+        httpx.Client(base_url=f"{server.base_url}/api/v1/reviews/", timeout=30) as api,
+    ):
+        assert api.get("").status_code == 401
+        created = api.post("", json=body, headers=owner)
+        assert created.status_code == 201, created.text
+        review = created.json()
+        assert review["title"] == "First" and review["notes"] == ""
+        assert review["seen_at"] == "2030-01-02T03:04:05Z"
+        path = str(review["id"])
+
+        listed = api.get("", params={"owner_id": review["owner_id"]}, headers=other)
+        assert listed.status_code == 200
+        assert listed.json()["total"] == 1 and listed.json()["items"] == [review]
+        assert api.get(path, headers=other).json() == review
+
+        assert api.patch(path, json={"stars": 1}, headers=other).status_code == 403
+        assert api.delete(path, headers=other).status_code == 403
+        changed = api.patch(path, json={"stars": 1}, headers=owner)
+        assert changed.status_code == 200 and changed.json()["stars"] == 1
+        assert api.post("", json={**body, "stars": "5"}, headers=owner).status_code == 422
+
+        assert api.delete(path, headers=owner).status_code == 204
+        assert api.get(path, headers=owner).status_code == 404
