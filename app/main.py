@@ -14,8 +14,9 @@ from app.db.database import Database
 from app.exception_handlers import install_exception_handlers
 from app.logging import configure_logging
 from app.middlewares import RequestContextMiddleware, RequestLimitsMiddleware
+from app.observability.http_metrics import MetricsMiddleware
 from app.observability.lifespan import observing
-from app.observability.scrape import install_metrics
+from app.observability.routes import RouteTemplates
 from app.observability.tracing import install_tracing
 from app.rate_limit.limiter import create_rate_limiter
 from app.router import include_routers
@@ -49,7 +50,7 @@ def create_app(
 
     app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    include_routers(app)
+    route_templates = RouteTemplates(include_routers(app, settings))
     install_exception_handlers(app)
     # OpenTelemetry only with OTEL_EXPORTER_OTLP_ENDPOINT (None otherwise; nothing installed).
     tracing = install_tracing(app, settings, span_exporter)
@@ -72,9 +73,11 @@ def create_app(
     # Outermost: every answer (CORS refusals, 4xx from the limits, the last-resort 500) carries
     # X-Request-ID and the security headers, and is logged.
     docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
-    app.add_middleware(RequestContextMiddleware, docs_paths=docs)
+    app.add_middleware(RequestContextMiddleware, route_templates=route_templates, docs_paths=docs)
     if settings.METRICS_ENABLED:
-        install_metrics(app)  # GET /metrics, and the (outermost) middleware that counts requests
+        # Outside everything: it counts every answer, the other middlewares' included. Without
+        # it (and GET /metrics, app/router.py), requests pay nothing for metrics.
+        app.add_middleware(MetricsMiddleware, route_templates=route_templates)
     return app
 
 

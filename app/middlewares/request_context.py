@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logging import RequestLogContext, request_log_context
 from app.middlewares.security_headers import with_security_headers
-from app.observability.routes import route_template
+from app.observability.routes import RouteTemplates
 
 access_logger = logging.getLogger("app.access")
 error_logger = logging.getLogger("app.errors")
@@ -61,8 +61,14 @@ class RequestContextMiddleware:
     500 when the app raised or returned without one. A request that ends without an answer is
     one whose client left first (`MetricsMiddleware` counts it so, as 499)."""
 
-    def __init__(self, app: ASGIApp, docs_paths: Iterable[str | None] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        route_templates: RouteTemplates,
+        docs_paths: Iterable[str | None] = (),
+    ) -> None:
         self.app = app
+        self.route_templates = route_templates
         self.docs_paths = frozenset(path for path in docs_paths if path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,7 +128,7 @@ class RequestContextMiddleware:
                 request_id,
                 extra={
                     "method": scope["method"],
-                    "route": route_template(scope),
+                    "route": self.route_templates.of(scope),
                     "path": path,
                     "status": status,
                     "duration_ms": round(duration_ms, 1),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 from prometheus_client.metrics import Counter, Histogram
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.middlewares.request_context import CLIENT_CLOSED_REQUEST
@@ -20,13 +19,12 @@ from app.observability.metrics import (
     HTTP_REQUESTS,
     HTTP_REQUESTS_IN_FLIGHT,
 )
-from app.observability.routes import route_of, template_of
+from app.observability.routes import RouteTemplates
 
 # Any other method (a client may send any token) is counted as OTHER: labels stay bounded.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-# (method, id of the route (routes live as long as the app; they are not hashable), status)
-SeriesKey = tuple[str, int, int]
+SeriesKey = tuple[str, str, int]  # method, route template, status
 
 
 class MetricsMiddleware:
@@ -34,8 +32,9 @@ class MetricsMiddleware:
     there: a request that ends without an answer is one whose client left first, counted as 499
     (nginx's "client closed request"), apart from the real 500s."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, route_templates: RouteTemplates) -> None:
         self.app = app
+        self.route_templates = route_templates
         self._series: dict[SeriesKey, tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -61,19 +60,17 @@ class MetricsMiddleware:
             method = scope["method"]
             if method not in KNOWN_METHODS:
                 method = "OTHER"
-            route = route_of(scope)
-            key = (method, id(route), status)
+            key = (method, self.route_templates.of(scope), status)
             series = self._series.get(key)
             if series is None:
-                series = self._series[key] = self._labelled(method, route, status)
+                series = self._series[key] = labelled_series(*key)
             requests, durations = series
             requests.inc()
             durations.observe(duration)
 
-    @staticmethod
-    def _labelled(method: str, route: BaseRoute | None, status: int) -> tuple[Counter, Histogram]:
-        template = template_of(route)
-        return (
-            HTTP_REQUESTS.labels(method, template, str(status)),
-            HTTP_REQUEST_DURATION.labels(method, template),
-        )
+
+def labelled_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    return (
+        HTTP_REQUESTS.labels(method, route, str(status)),
+        HTTP_REQUEST_DURATION.labels(method, route),
+    )

@@ -1,43 +1,37 @@
-"""`GET /metrics`: Prometheus text, from this process or, under `--workers N`, from all of them."""
+"""`GET /metrics` (registered in app/router.py when `METRICS_ENABLED`): Prometheus text, from
+this process or, under `--workers N`, from all of them."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    generate_latest,
-    multiprocess,
-)
+from fastapi import APIRouter, Request, Response
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client.exposition import choose_encoder
 
-from app.observability.http_metrics import MetricsMiddleware
 from app.observability.multiprocess import mark_dead_workers, multiprocess_directory
 from app.observability.pool import observe_pool
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+)
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition of every metric (app/observability/metrics.py)."""
+    """Every metric, in Prometheus text (or OpenMetrics, when the scraper asks for it)."""
     observe_pool(request.app.state.database)
-    return Response(scrape(), media_type=CONTENT_TYPE_LATEST)
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encoder(registry()), media_type=content_type)
 
 
-def scrape() -> bytes:
+def registry() -> CollectorRegistry:
+    """This process's metrics, or under `--workers N` every worker's (a registry made for the
+    scrape, reading the files of `PROMETHEUS_MULTIPROC_DIR`)."""
     directory = multiprocess_directory()
     if directory is None:
-        return generate_latest(REGISTRY)
+        return REGISTRY
     mark_dead_workers(directory)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, str(directory))  # type: ignore[no-untyped-call]
-    return generate_latest(registry)
-
-
-def install_metrics(app: FastAPI) -> None:
-    """`GET /metrics` and the middleware that counts requests. Without this call (see
-    `METRICS_ENABLED`), neither exists: requests pay nothing for metrics."""
-    app.include_router(router)
-    # Outermost, added last: it times and counts every answer, the other middlewares' included.
-    app.add_middleware(MetricsMiddleware)
+    shared = CollectorRegistry()
+    multiprocess.MultiProcessCollector(shared, str(directory))  # type: ignore[no-untyped-call]
+    return shared
