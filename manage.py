@@ -27,6 +27,8 @@ from app.db.errors import is_database_error
 from app.db.probe import probe_database
 from app.fields import Email
 from app.models.user import User
+from app.observability.json_logs import uvicorn_log_config
+from app.observability.multiprocess import shared_metrics_directory
 from app.services.user import UserService
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -101,25 +103,29 @@ def run(
     if workers > 1 and reload:
         typer.echo("--workers > 1: reload turned off")
         reload = False
-    multiprocess: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if workers > 1 and "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # A new worker answers the supervisor's first health check only once it has imported
         # the app; on a busy machine that can pass uvicorn's default 5 s, and the supervisor
         # then kills and restarts it, over and over.
-        multiprocess["timeout_worker_healthcheck"] = 30
-    uvicorn.run(
-        "app.server:app",
-        host=host,
-        port=port,
-        reload=reload,
-        reload_dirs=[str(PROJECT_ROOT / "app")] if reload else None,
-        workers=workers,
-        access_log=False,  # app.middlewares logs one line per request, with its request id
-        log_level=settings.LOG_LEVEL.lower(),
-        proxy_headers=True,
-        timeout_graceful_shutdown=20,
-        **multiprocess,
-    )
+        options["timeout_worker_healthcheck"] = 30
+    if settings.LOG_FORMAT == "json":
+        options["log_config"] = uvicorn_log_config(settings.LOG_LEVEL)
+    # Several workers share their metrics through a directory made for this run (and removed).
+    with shared_metrics_directory(workers, settings.METRICS_ENABLED):
+        uvicorn.run(
+            "app.server:app",
+            host=host,
+            port=port,
+            reload=reload,
+            reload_dirs=[str(PROJECT_ROOT / "app")] if reload else None,
+            workers=workers,
+            access_log=False,  # app.middlewares logs one line per request, with its request id
+            log_level=settings.LOG_LEVEL.lower(),
+            proxy_headers=True,
+            timeout_graceful_shutdown=20,
+            **options,
+        )
 
 
 def check_database_at_start(settings: Settings) -> None:

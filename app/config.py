@@ -45,6 +45,13 @@ class Settings(BaseSettings):
 
     APP_ENV: AppEnv = AppEnv.development
     LOG_LEVEL: str = "INFO"
+    # "text": one readable line a record; "json": one JSON object a line (app/observability/).
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    # GET /metrics (Prometheus text) and the middleware that counts requests; false removes both.
+    METRICS_ENABLED: bool = True
+    # OpenTelemetry traces over OTLP/HTTP to this base URL (e.g. http://collector:4318); unset:
+    # nothing is instrumented (app/observability/tracing.py).
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
 
     # A relative SQLite path is relative to the project root (see app/db/url.py).
     DATABASE_URL: str = Field(default="sqlite+aiosqlite:///./megapolis.db", validate_default=True)
@@ -93,6 +100,23 @@ class Settings(BaseSettings):
     REDIS_URL: str | None = None
     # Exchanges (GET /auth/verify_supabase_token) per client address, e.g. "60/minute".
     RATE_LIMIT_EXCHANGE: str = "60/minute"
+
+    @field_validator("LOG_FORMAT", mode="before")
+    @classmethod
+    def _lower_case_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("OTEL_EXPORTER_OTLP_ENDPOINT")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlparse(value.strip())
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(
+                "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL, e.g. http://collector:4318"
+            )
+        return value.strip()
 
     @field_validator("REDIS_URL")
     @classmethod

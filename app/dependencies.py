@@ -7,6 +7,7 @@
 - `SupabaseAuthDep`: the Supabase client (token verification); `SupabaseToken`: the Supabase
   access token the request carries (401 when missing or malformed, before Supabase is asked);
 - `LimitExchange`: `RATE_LIMIT_EXCHANGE` per client address (429), for `dependencies=[...]`;
+  `CountExchange`: counts each exchange by outcome (the metrics), also for `dependencies=[...]`;
 - `CurrentUser`: the active user behind the API token (401 otherwise); `Superuser`: the same,
   and a superuser (403 otherwise);
 - `owner_or_superuser(load)`: turns a dependency that loads a row (404 when missing) into one
@@ -34,7 +35,9 @@ from app.errors import (
     PermissionDenied,
     TooManyRequests,
 )
+from app.logging import identify_user
 from app.models.user import User
+from app.observability.exchanges import count_exchange
 from app.rate_limit.client import client_address
 from app.rate_limit.limiter import EXCHANGE, RateLimiter
 from app.supabase.client import SupabaseAuth
@@ -123,6 +126,10 @@ async def limit_exchange(request: Request) -> None:
 
 LimitExchange = Depends(limit_exchange)
 
+# Counts each exchange by outcome (app/observability/exchanges.py); first in `dependencies=[...]`,
+# so that it sees the outcomes of the dependencies after it (429, 401, 503) too.
+CountExchange = Depends(count_exchange)
+
 
 class BearerUser(HTTPBearer):
     """The API's bearer-token security scheme, resolving straight to the caller (see
@@ -133,9 +140,11 @@ class BearerUser(HTTPBearer):
         credentials = await super().__call__(request)
         if credentials is None:
             raise NotAuthenticated()
-        return await authenticate(
+        user = await authenticate(
             request.app.state.database, request.app.state.settings, credentials.credentials
         )
+        identify_user(user.id)  # the request's log lines carry the caller's id from here on
+        return user
 
 
 # auto_error=False: we answer 401 ourselves, whatever FastAPI version decides for missing headers.

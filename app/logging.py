@@ -1,14 +1,41 @@
-"""Logging: every line carries the id of the request it belongs to."""
+"""Logging: every line carries the id of the request it belongs to and, once known, its user's id.
+
+`LOG_FORMAT=text` (the default): one readable line a record; `json`: one JSON object a line
+(`app/observability/json_logs.py`).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Literal
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+from app.observability.json_logs import JsonFormatter
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+@dataclass(slots=True)
+class RequestLogContext:
+    """What the log lines of one request say about it. Mutable and shared: the caller's id set
+    by a dependency is seen by the access line, whatever task or thread set it."""
+
+    request_id: str
+    user_id: int | None = None
+
+
+request_log_context: ContextVar[RequestLogContext | None] = ContextVar(
+    "request_log_context", default=None
+)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def identify_user(user_id: int) -> None:
+    """Name the caller in the log lines of the current request (the access line included)."""
+    context = request_log_context.get()
+    if context is not None:
+        context.user_id = user_id
 
 
 class Formatter(logging.Formatter):
@@ -26,14 +53,21 @@ class Formatter(logging.Formatter):
         return f"{self._text},{int(record.msecs):03d}"
 
 
-class RequestIdFilter(logging.Filter):
+class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        context = request_log_context.get()
+        if context is None:
+            record.request_id = "-"
+            record.user_id = None
+        else:
+            record.request_id = context.request_id
+            record.user_id = context.user_id
         return True
 
 
-def configure_logging(level: str) -> None:
-    """Give the `app` loggers one handler that prints the request id (idempotent)."""
+def configure_logging(level: str, log_format: Literal["text", "json"] = "text") -> None:
+    """Give the `app` loggers one handler that prints the request id, in `log_format`
+    (idempotent: called again, it only changes the level and the format)."""
     # Fields nobody prints here, each costly to gather on every record (Python's logging HOWTO,
     # "Optimization"): caller's file and line, thread and process names.
     logging.logThreads = False
@@ -41,9 +75,13 @@ def configure_logging(level: str) -> None:
     logging.logMultiprocessing = False
     logger = logging.getLogger("app")
     logger.setLevel(level.upper())
-    if not any(isinstance(f, RequestIdFilter) for h in logger.handlers for f in h.filters):
-        handler = logging.StreamHandler()
-        handler.addFilter(RequestIdFilter())
-        handler.setFormatter(Formatter(LOG_FORMAT))
-        logger.addHandler(handler)
-        logger.propagate = False
+    formatter = JsonFormatter() if log_format == "json" else Formatter(TEXT_FORMAT)
+    for handler in logger.handlers:
+        if any(isinstance(f, RequestContextFilter) for f in handler.filters):
+            handler.setFormatter(formatter)
+            return
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestContextFilter())
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    logger.propagate = False

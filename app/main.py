@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -13,15 +14,25 @@ from app.db.database import Database
 from app.exception_handlers import install_exception_handlers
 from app.logging import configure_logging
 from app.middlewares import RequestContextMiddleware, RequestLimitsMiddleware
+from app.observability.http_metrics import MetricsMiddleware
+from app.observability.lifespan import observing
+from app.observability.routes import RouteTemplates
+from app.observability.tracing import install_tracing
 from app.rate_limit.limiter import create_rate_limiter
 from app.router import include_routers
 from app.schemas.errors import document_common_errors
 from app.supabase.client import SupabaseAuth, create_http_client
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+
+def create_app(
+    settings: Settings | None = None, *, span_exporter: SpanExporter | None = None
+) -> FastAPI:
+    """`span_exporter`: where spans go instead of OTLP, when tracing is on (tests)."""
     settings = settings or get_settings()
-    configure_logging(settings.LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -31,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Rate-limit counters: one Redis connection pool (REDIS_URL) or this process's memory.
         app.state.rate_limiter = create_rate_limiter(settings)
         try:
-            yield
+            async with observing(app, settings, tracing):
+                yield
         finally:
             await app.state.rate_limiter.aclose()
             await app.state.supabase.aclose()
@@ -39,9 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    include_routers(app)
+    route_templates = RouteTemplates(include_routers(app, settings))
     document_common_errors(app)
     install_exception_handlers(app)
+    # OpenTelemetry only with OTEL_EXPORTER_OTLP_ENDPOINT (None otherwise; nothing installed).
+    tracing = install_tracing(app, settings, span_exporter)
 
     # Innermost first. Limits inside CORS, so a browser can read a 413/414/431.
     app.add_middleware(
@@ -63,7 +77,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: every answer (CORS refusals, 4xx from the limits, the last-resort 500) carries
     # X-Request-ID and the security headers, and is logged.
     docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
-    app.add_middleware(RequestContextMiddleware, docs_paths=docs)
+    app.add_middleware(RequestContextMiddleware, route_templates=route_templates, docs_paths=docs)
+    if settings.METRICS_ENABLED:
+        # Outside everything: it counts every answer, the other middlewares' included. Without
+        # it (and GET /metrics, app/router.py), requests pay nothing for metrics.
+        app.add_middleware(MetricsMiddleware, route_templates=route_templates)
     return app
 
 

@@ -6,11 +6,15 @@ nesting costs a route-matching pass on every request.
 
 from fastapi import APIRouter, FastAPI
 
+from app.config import Settings
+from app.observability import scrape
 from app.routes import auth, health, post, supabase_webhook, user
 
 API_V1_PREFIX = "/api/v1"
 
-ROUTERS: list[tuple[APIRouter, str]] = [
+Routers = list[tuple[APIRouter, str]]
+
+ROUTERS: Routers = [
     (health.router, ""),
     (auth.router, ""),
     (supabase_webhook.router, ""),
@@ -19,6 +23,14 @@ ROUTERS: list[tuple[APIRouter, str]] = [
 ]
 
 
-def include_routers(app: FastAPI) -> None:
-    for router, prefix in ROUTERS:
+def routers_for(settings: Settings) -> Routers:
+    """ROUTERS, and `GET /metrics` when `METRICS_ENABLED`."""
+    return [*ROUTERS, (scrape.router, "")] if settings.METRICS_ENABLED else list(ROUTERS)
+
+
+def include_routers(app: FastAPI, settings: Settings) -> Routers:
+    """Include the app's routers; returns them, with their prefixes."""
+    routers = routers_for(settings)
+    for router, prefix in routers:
         app.include_router(router, prefix=prefix)
+    return routers

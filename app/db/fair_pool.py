@@ -38,6 +38,10 @@ class FairAsyncQueue(AsyncAdaptedQueue[T]):
     def qsize(self) -> int:
         return len(self._items)
 
+    def waiting(self) -> int:
+        """Checkouts waiting for a connection."""
+        return sum(not waiter.done() for waiter in self._waiters)
+
     def _has_waiters(self) -> bool:
         while self._waiters and self._waiters[0].done():  # timed out or cancelled
             self._waiters.popleft()
@@ -99,3 +103,8 @@ class FairAsyncQueuePool(AsyncAdaptedQueuePool):
     # Current Overflow: -10" at every shutdown, a figure that only means "no connections").
     # In SQLAlchemy's own namespace they show only with echo_pool, like any stock pool's.
     _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
+
+    def waiting(self) -> int:
+        """Checkouts waiting for a connection (the metrics read it)."""
+        queue: FairAsyncQueue[Any] = self._pool  # type: ignore[assignment]
+        return queue.waiting()

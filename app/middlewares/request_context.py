@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logging import request_id_var
+from app.logging import RequestLogContext, request_log_context
 from app.middlewares.security_headers import with_security_headers
+from app.observability.routes import RouteTemplates
 
 access_logger = logging.getLogger("app.access")
 error_logger = logging.getLogger("app.errors")
@@ -22,6 +23,16 @@ error_logger = logging.getLogger("app.errors")
 REQUEST_ID_HEADER = b"x-request-id"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 INTERNAL_ERROR_BODY = json.dumps({"detail": "Internal server error"}).encode()
+INTERNAL_ERROR_START: Message = {
+    "type": "http.response.start",
+    "status": 500,
+    "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(INTERNAL_ERROR_BODY)).encode()),
+    ],
+}
+# The client closed the connection before any answer (nginx's code; not an HTTP status).
+CLIENT_CLOSED_REQUEST = 499
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -46,8 +57,18 @@ def incoming_request_id(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, docs_paths: Iterable[str | None] = ()) -> None:
+    """Every request the client still waits for gets an answer: the app's, or a last-resort
+    500 when the app raised or returned without one. A request that ends without an answer is
+    one whose client left first (`MetricsMiddleware` counts it so, as 499)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        route_templates: RouteTemplates,
+        docs_paths: Iterable[str | None] = (),
+    ) -> None:
         self.app = app
+        self.route_templates = route_templates
         self.docs_paths = frozenset(path for path in docs_paths if path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -56,11 +77,20 @@ class RequestContextMiddleware:
             return
 
         request_id = incoming_request_id(scope)
-        token = request_id_var.set(request_id)
+        context = RequestLogContext(request_id)
+        token = request_log_context.set(context)
         request_id_header = (REQUEST_ID_HEADER, request_id.encode())
         status = 500
         started = False
+        client_left = False
         start = time.perf_counter()
+
+        async def receive_watching_disconnect() -> Message:
+            nonlocal client_left
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                client_left = True
+            return message
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal status, started
@@ -72,32 +102,36 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_request_id)
-        except Exception:
-            error_logger.exception(
-                "Unhandled error on %s %s", scope["method"], loggable_path(scope)
-            )
-            if not started:
-                await send_with_request_id(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(INTERNAL_ERROR_BODY)).encode()),
-                        ],
-                    }
-                )
+            try:
+                await self.app(scope, receive_watching_disconnect, send_with_request_id)
+            except Exception:
+                if started or not client_left:
+                    error_logger.exception(
+                        "Unhandled error on %s %s", scope["method"], loggable_path(scope)
+                    )
+            if not started and not client_left:
+                await send_with_request_id(dict(INTERNAL_ERROR_START))
                 await send({"type": "http.response.body", "body": INTERNAL_ERROR_BODY})
         finally:
+            if not started and client_left:
+                # Nobody to answer: not a server error (nginx's 499, client closed request).
+                status = CLIENT_CLOSED_REQUEST
             duration_ms = (time.perf_counter() - start) * 1000
+            path = loggable_path(scope)
             # The path only: query strings may carry tokens.
             access_logger.info(
                 "%s %s %d %.1fms rid=%s",
                 scope["method"],
-                loggable_path(scope),
+                path,
                 status,
                 duration_ms,
                 request_id,
+                extra={
+                    "method": scope["method"],
+                    "route": self.route_templates.of(scope),
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(duration_ms, 1),
+                },
             )
-            request_id_var.reset(token)
+            request_log_context.reset(token)

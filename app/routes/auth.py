@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import HTTPBearer
 
 from app.dependencies import (
+    CountExchange,
     CurrentUser,
     LimitExchange,
     SessionDep,
@@ -11,6 +12,7 @@ from app.dependencies import (
     SupabaseAuthDep,
     SupabaseToken,
 )
+from app.logging import identify_user
 from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.errors import responses
 from app.schemas.user import CurrentUserResponse, UserSummary
@@ -32,8 +34,9 @@ supabase_bearer = HTTPBearer(
     "/verify_supabase_token",
     response_model=SupabaseTokenExchange,
     responses=responses(401, 403, 409, 429, 503),
-    # LimitExchange first: over RATE_LIMIT_EXCHANGE, 429 before anything else runs.
-    dependencies=[LimitExchange, Depends(supabase_bearer)],
+    # CountExchange first, to count every outcome; then LimitExchange: over
+    # RATE_LIMIT_EXCHANGE, 429 before anything else runs.
+    dependencies=[CountExchange, LimitExchange, Depends(supabase_bearer)],
 )
 async def verify_supabase_token(
     token: SupabaseToken, session: SessionDep, settings: SettingsDep, supabase: SupabaseAuthDep
@@ -55,7 +58,9 @@ async def verify_supabase_token(
     to try again.
     503: Supabase is not configured, unreachable, too slow, or refused this server's key.
     """
-    return await AuthService.exchange_supabase_token(session, settings, supabase, token)
+    exchange = await AuthService.exchange_supabase_token(session, settings, supabase, token)
+    identify_user(exchange.user.id)
+    return exchange
 
 
 @router.get("/me", response_model=CurrentUserResponse, responses=responses(401, 503))

@@ -60,7 +60,7 @@ class JwksCache:
     async def _fetch(self) -> None:
         self._last_fetch = self.clock()
         try:
-            response = await remote.get(self._http, self._url, deadline=self._deadline)
+            response = await remote.get(self._http, self._url, call="jwks", deadline=self._deadline)
         except SupabaseUnavailable:
             return  # logged by remote.get; keys still fresh stay usable
         body = remote.json_body(response)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import Any
 
 import httpx
 
 from app.errors import InvalidSupabaseToken, SupabaseUnavailable
+from app.observability.metrics import SUPABASE_REQUEST_DURATION
 
 logger = logging.getLogger("app.supabase")
 
@@ -32,15 +34,26 @@ ERROR_CODE = re.compile(r"[a-z0-9_]{1,64}")
 
 
 async def get(
-    http: httpx.AsyncClient, url: str, *, deadline: float, headers: dict[str, str] | None = None
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    call: str,
+    deadline: float,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """GET within `deadline` seconds in all (httpx's timeouts apply per phase, so a server that
-    trickles bytes could otherwise hold the request much longer); failures → 503."""
+    trickles bytes could otherwise hold the request much longer); failures → 503. Timed in
+    `megapolis_supabase_request_duration_seconds` under `call` (`user`, `jwks`)."""
+    started = time.perf_counter()
     try:
-        return await asyncio.wait_for(http.get(url, headers=headers), deadline)
+        response = await asyncio.wait_for(http.get(url, headers=headers), deadline)
     except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+        SUPABASE_REQUEST_DURATION.labels(call, "error").observe(time.perf_counter() - started)
         logger.warning("Supabase did not answer: %s", type(exc).__name__)
         raise SupabaseUnavailable(retry_after=RETRY_AFTER_SECONDS) from exc
+    elapsed = time.perf_counter() - started
+    SUPABASE_REQUEST_DURATION.labels(call, str(response.status_code)).observe(elapsed)
+    return response
 
 
 async def fetch_user(
@@ -57,7 +70,7 @@ async def fetch_user(
     headers = {"Authorization": f"Bearer {token}", "X-Supabase-Api-Version": API_VERSION}
     if api_key is not None:
         headers["apikey"] = api_key[1]
-    response = await get(http, f"{auth_url}/user", deadline=deadline, headers=headers)
+    response = await get(http, f"{auth_url}/user", call="user", deadline=deadline, headers=headers)
     status = response.status_code
     body = json_body(response)
     if status == 200:

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus), JSON logs and traces (OpenTelemetry): see README, "Operations"."""
