@@ -1,14 +1,20 @@
-"""`make bench`: load the API and two bare references with wrk, in one run, and compare.
+"""`make bench`: load the API and same-work references with wrk, in one run, and compare.
 
 What it does:
-- creates a PostgreSQL database (BENCH_POSTGRES_URL, default the local server), migrates it and
-  seeds 10,000 users (id 1 is a superuser);
-- starts three servers, each uvicorn with 1 worker pinned to CPU 0: the API as in production
-  (`manage.py run --no-reload`, APP_ENV=production, access log on), R1 (bare FastAPI, constant
-  JSON) and R2 (bare FastAPI + PyJWT + raw asyncpg read by primary key);
+- creates a throwaway PostgreSQL database (BENCH_POSTGRES_URL, default the local server),
+  migrates it and seeds 10,000 users (id 1 is a superuser) and 50,000 posts across them;
+- starts the servers, each uvicorn with 1 worker pinned to CPU 0: the API as in production
+  (`manage.py run --no-reload`, APP_ENV=production, access log on) once with
+  METRICS_ENABLED=true and once with METRICS_ENABLED=false (`--metrics`), R1 (bare FastAPI,
+  constant JSON) and R2 (`bench/ref_asyncpg.py`: bare FastAPI + PyJWT + raw asyncpg doing the
+  same work as each route: the caller's read, then the route's own queries);
 - pins wrk and PostgreSQL to CPU 1, waits for a quiet machine, runs every target `--rounds`
-  times interleaved, and reports medians of req/s, p50/p99 latency and server CPU µs/request;
-- prints, last, `bench: root=R auth_me=R users_me=R user_by_id=R` (ratios to R1 / R2).
+  times interleaved (each route right after its reference), and reports medians of req/s,
+  p50/p99 latency and server CPU µs/request, then checks p99 <= 3 x p50 and 0 errors;
+- prints, last, `bench: root=R auth_me=R ... post_create=R` (ratios to R1 / R2, metrics on),
+  after `bench (metrics off): ...` when both configurations ran.
+
+Interrupted (Ctrl-C, SIGTERM), it stops its servers and drops its database before exiting.
 
 Needs wrk (Debian/Ubuntu: `sudo apt-get install wrk`; macOS: `brew install wrk`) and taskset
 (util-linux). Without taskset it runs unpinned and says so.
@@ -17,12 +23,14 @@ Needs wrk (Debian/Ubuntu: `sudo apt-get install wrk`; macOS: `brew install wrk`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
 import re
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -30,6 +38,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -45,6 +54,8 @@ from app.security import issue_token  # noqa: E402
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 USERS = 10_000
+POSTS = 50_000
+POST_BODY = "A few sentences of a post. " * 10
 TOKENS = 1_000
 STAMP = "bench-stamp"
 SERVER_CPU = "0"
@@ -63,13 +74,49 @@ class SeededUser:
         return f"user{self.id}@example.com"
 
 
+@dataclass(frozen=True)
+class Load:
+    """What wrk sends: a random path and token from the lists, the same body each time except
+    that `{n}` in it becomes a random number (so that every PATCH really changes the row)."""
+
+    method: str
+    paths: list[str]
+    tokens: list[str]
+    body: str | None = None
+
+    def lua(self) -> str:
+        body_lua = json.dumps(self.body) if self.body is not None else "nil"
+        return f"""
+local paths = {lua_table(self.paths)}
+local tokens = {lua_table(self.tokens)}
+local body = {body_lua}
+local headers = {{}}
+if body then headers["Content-Type"] = "application/json" end
+request = function()
+  local token = tokens[math.random(#tokens)]
+  if token ~= "" then headers["Authorization"] = "Bearer " .. token end
+  local text = body and (body:gsub("{{n}}", tostring(math.random(1000000000)))) or nil
+  return wrk.format("{self.method}", paths[math.random(#paths)], headers, text)
+end
+"""
+
+    def sample(self) -> tuple[str, dict[str, str], bytes | None]:
+        """The first request of the load, for `check_answers`."""
+        headers = {"Authorization": f"Bearer {self.tokens[0]}"} if self.tokens[0] else {}
+        if self.body is None:
+            return self.paths[0], headers, None
+        headers["Content-Type"] = "application/json"
+        return self.paths[0], headers, self.body.replace("{n}", "1").encode()
+
+
 @dataclass
 class Target:
     name: str
-    server: str  # "api", "r1" or "r2"
-    path: str
-    lua: str
-    reference: str | None = None  # which reference the ratio is taken against
+    key: str  # the name in the ratio line
+    server: str  # "api", "api_off" (metrics off), "r1" or "r2"
+    load: Load
+    lua: str = ""
+    reference: Target | None = None  # what the ratio is taken against
     runs: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -136,22 +183,6 @@ def lua_table(values: list[str]) -> str:
     return "{" + ",".join(json.dumps(v) for v in values) + "}"
 
 
-def lua_script(method: str, paths: list[str], tokens: list[str], body: str | None) -> str:
-    body_lua = json.dumps(body) if body is not None else "nil"
-    return f"""
-local paths = {lua_table(paths)}
-local tokens = {lua_table(tokens)}
-local body = {body_lua}
-local headers = {{}}
-if body then headers["Content-Type"] = "application/json" end
-request = function()
-  local token = tokens[math.random(#tokens)]
-  if token ~= "" then headers["Authorization"] = "Bearer " .. token end
-  return wrk.format("{method}", paths[math.random(#paths)], headers, body)
-end
-"""
-
-
 def parse_wrk(output: str) -> dict[str, float]:
     def latency_ms(label: str) -> float:
         match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
@@ -178,6 +209,29 @@ def parse_wrk(output: str) -> dict[str, float]:
     }
 
 
+# The ratio line's keys, in its order: (key, method and path as the table shows them).
+ROUTES = [
+    ("root", "GET /"),
+    ("auth_me", "GET /auth/me"),
+    ("users_me", "GET /api/v1/users/me"),
+    ("user_by_id", "GET /api/v1/users/{id} (superuser)"),
+    ("users_list", "GET /api/v1/users/ (page of 20)"),
+    ("posts_list", "GET /api/v1/posts/ (page of 20)"),
+    ("patch_me", "PATCH /api/v1/users/me"),
+    ("post_create", "POST /api/v1/posts/"),
+]
+TARGET_RATIO = 0.70  # issue 8: every authenticated route at least this × its same-work reference
+MAX_TAIL = 3.0  # p99 at most this × p50 on every row
+
+
+class Interrupted(Exception):
+    """SIGTERM received: unwind through `finally` (servers stopped, database dropped)."""
+
+
+def raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -188,6 +242,7 @@ class Bench:
         self.database = f"megapolis_bench_{os.getpid()}"
         self.servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="megapolis-bench-"))
+        self.metrics_modes = ["off", "on"] if args.metrics == "both" else [args.metrics]
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
 
     # --- database -------------------------------------------------------------------------
@@ -201,6 +256,7 @@ class Bench:
     def create_database(self) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        print(f"created database {self.database}", flush=True)
         env = {**os.environ, "DATABASE_URL": self.db_url("asyncpg"), "JWT_SECRET_KEY": SECRET}
         subprocess.run(
             [sys.executable, "manage.py", "upgrade"],
@@ -209,6 +265,7 @@ class Bench:
             check=True,
             capture_output=True,
         )
+        rng = random.Random(7)
         with psycopg.connect(self.db_url("")) as conn, conn.cursor() as cur:
             with cur.copy(
                 "COPY users (email, full_name, is_active, is_superuser, security_stamp, "
@@ -218,9 +275,18 @@ class Bench:
                     copy.write_row(
                         (f"user{i}@example.com", f"User {i}", True, i == 1, STAMP, "now()", "now()")
                     )
+            # Posts over the last year by random authors, each at its own second.
+            now = datetime.now(timezone.utc)
+            with cur.copy(
+                "COPY posts (title, body, author_id, created_at, updated_at) FROM STDIN"
+            ) as copy:
+                for i in range(1, POSTS + 1):
+                    created = now - timedelta(seconds=rng.randrange(365 * 86400))
+                    author = rng.randint(1, USERS)
+                    copy.write_row((f"Post {i}", POST_BODY, author, created, created))
             conn.commit()
-            cur.execute("ANALYZE users")
-            conn.commit()
+        with psycopg.connect(self.db_url(""), autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
 
     def drop_database(self) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
@@ -237,23 +303,33 @@ class Bench:
         if self.pinned:
             command = ["taskset", "-c", SERVER_CPU, *command]
         log = (RESULTS_DIR / f"{name}.log").open("wb")
+        # Its own session: a Ctrl-C in the terminal reaches only this script, which stops the
+        # servers itself (in order, after wrk), and `os.killpg` reaches anything they started.
         process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=log, stderr=log
+            command,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         self.servers[name] = (process, port)
+        print(f"started {name} (pid {process.pid}) on port {port}", flush=True)
 
     def start_servers(self) -> None:
-        api_env = {
-            "APP_ENV": "production",
-            "JWT_SECRET_KEY": SECRET,
-            "DATABASE_URL": self.db_url(self.args.driver),
-            "LOG_LEVEL": "INFO",
-        }
-        self.start(
-            "api",
-            [sys.executable, "manage.py", "run", "--no-reload", "--port", "{port}"],
-            api_env,
-        )
+        for mode in self.metrics_modes:
+            api_env = {
+                "APP_ENV": "production",
+                "JWT_SECRET_KEY": SECRET,
+                "DATABASE_URL": self.db_url(self.args.driver),
+                "LOG_LEVEL": "INFO",
+                "METRICS_ENABLED": "true" if mode == "on" else "false",
+            }
+            self.start(
+                "api" if mode == "on" else "api_off",
+                [sys.executable, "manage.py", "run", "--no-reload", "--port", "{port}"],
+                api_env,
+            )
         uvicorn = [sys.executable, "-m", "uvicorn", "--port", "{port}", "--no-access-log"]
         uvicorn += ["--log-level", "warning"]
         self.start("r1", [*uvicorn, "bench.ref_bare:app"], {})
@@ -262,9 +338,9 @@ class Bench:
             [*uvicorn, "bench.ref_asyncpg:app"],
             {"JWT_SECRET_KEY": SECRET, "BENCH_ASYNCPG_DSN": self.db_url("")},
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         for name, (process, port) in self.servers.items():
-            probe = "/healthz" if name == "api" else "/"
+            probe = "/healthz" if name.startswith("api") else "/"
             probe = "/openapi.json" if name == "r2" else probe
             while True:
                 if process.poll() is not None:
@@ -281,88 +357,74 @@ class Bench:
     def stop_servers(self) -> None:
         for process, _ in self.servers.values():
             if process.poll() is None:
-                process.terminate()
-        for process, _ in self.servers.values():
+                signal_group(process, signal.SIGTERM)
+        for name, (process, _) in self.servers.items():
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                process.kill()
+                print(f"{name} did not stop in 20 s: killed", flush=True)
+                signal_group(process, signal.SIGKILL)
+                process.wait()
 
     # --- targets --------------------------------------------------------------------------
     def targets(self) -> list[Target]:
+        """Per route key: its reference, then the API with metrics off, then on (interleaved:
+        a route runs right after its reference, under the same conditions)."""
         settings = Settings(_env_file=None, JWT_SECRET_KEY=SECRET, APP_ENV="production")
         rng = random.Random(42)
         user_ids = rng.sample(range(2, USERS + 1), TOKENS)
         tokens = [issue_token(settings, SeededUser(i)).token for i in user_ids]
         admin = issue_token(settings, SeededUser(1)).token
-        ids = [f"/api/v1/users/{i}" for i in rng.sample(range(1, USERS + 1), 2000)]
-        offsets = [rng.randrange(0, USERS - 20) for _ in range(500)]
-        pages = [f"/api/v1/users/?limit=20&offset={offset}" for offset in offsets]
-        patch_body = json.dumps({"full_name": "Bench User"})
-
-        def script(name: str, *a: object) -> str:
-            path = self.workdir / f"{name}.lua"
-            path.write_text(lua_script(*a))  # type: ignore[arg-type]
-            return str(path)
-
-        return [
-            Target("R1 bare FastAPI", "r1", "/", script("r1", "GET", ["/"], [""], None)),
-            Target(
-                "R2 JWT + asyncpg",
-                "r2",
-                "/users/me",
-                script("r2", "GET", ["/users/me"], tokens, None),
-            ),
-            Target("GET /", "api", "/", script("root", "GET", ["/"], [""], None), "r1"),
-            Target(
-                "GET /auth/me",
-                "api",
-                "/auth/me",
-                script("auth_me", "GET", ["/auth/me"], tokens, None),
-                "r2",
-            ),
-            Target(
-                "GET /api/v1/users/me",
-                "api",
-                "/api/v1/users/me",
-                script("users_me", "GET", ["/api/v1/users/me"], tokens, None),
-                "r2",
-            ),
-            Target(
-                "GET /api/v1/users/{id}",
-                "api",
-                "/api/v1/users/{id}",
-                script("user_by_id", "GET", ids, [admin], None),
-                "r2",
-            ),
-            Target(
-                "GET /api/v1/users/ (page of 20)",
-                "api",
-                "/api/v1/users/",
-                script("users_page", "GET", pages, [admin], None),
-                "r2",
-            ),
-            Target(
-                "PATCH /api/v1/users/me",
-                "api",
-                "/api/v1/users/me",
-                script("patch_me", "PATCH", ["/api/v1/users/me"], tokens, patch_body),
-                "r2",
-            ),
+        ids = [f"/api/v1/users/{i}" for i in rng.sample(range(2, USERS + 1), 2000)]
+        user_pages = [
+            f"/api/v1/users/?limit=20&offset={rng.randrange(0, USERS - 20)}" for _ in range(500)
         ]
+        # The first 50 pages: what readers of a feed actually ask for.
+        post_pages = [
+            f"/api/v1/posts/?limit=20&offset={20 * rng.randrange(50)}" for _ in range(500)
+        ]
+        loads = {
+            "root": Load("GET", ["/"], [""]),
+            "auth_me": Load("GET", ["/auth/me"], tokens),
+            "users_me": Load("GET", ["/api/v1/users/me"], tokens),
+            "user_by_id": Load("GET", ids, [admin]),
+            "users_list": Load("GET", user_pages, [admin]),
+            "posts_list": Load("GET", post_pages, tokens),
+            "patch_me": Load("PATCH", ["/api/v1/users/me"], tokens, '{"full_name": "Bench {n}"}'),
+            "post_create": Load(
+                "POST", ["/api/v1/posts/"], tokens, '{"title": "Bench {n}", "body": "Hello"}'
+            ),
+        }
+        targets: list[Target] = []
+        for key, label in ROUTES:
+            if key not in self.args.targets:
+                continue
+            load = loads[key]
+            if key == "root":
+                reference = Target("R1 bare FastAPI", key, "r1", load)
+            else:
+                reference = Target(f"R2 {key}", key, "r2", load)
+            targets.append(reference)
+            for mode in self.metrics_modes:
+                server = "api" if mode == "on" else "api_off"
+                name = label if mode == "on" else f"{label} [metrics off]"
+                targets.append(Target(name, key, server, load, reference=reference))
+        for number, target in enumerate(targets):
+            path = self.workdir / f"{number}-{target.server}-{target.key}.lua"
+            path.write_text(target.load.lua())
+            target.lua = str(path)
+        return targets
 
     def check_answers(self, targets: list[Target]) -> None:
         """Every target answers 2xx before it is measured (a fast 401 would be a lie)."""
         for target in targets:
             port = self.servers[target.server][1]
-            text = Path(target.lua).read_text()
-            path = json.loads("[" + text.split("local paths = {", 1)[1].split("}", 1)[0] + "]")[0]
-            tokens = json.loads("[" + text.split("local tokens = {", 1)[1].split("}", 1)[0] + "]")
-            headers = {"Authorization": f"Bearer {tokens[0]}"} if tokens[0] else {}
-            method = "PATCH" if "PATCH" in text else "GET"
-            body = {"full_name": "Bench User"} if method == "PATCH" else None
+            path, headers, body = target.load.sample()
             response = httpx.request(
-                method, f"http://127.0.0.1:{port}{path}", headers=headers, json=body
+                target.load.method,
+                f"http://127.0.0.1:{port}{path}",
+                headers=headers,
+                content=body,
             )
             if not response.is_success:
                 raise SystemExit(f"{target.name}: {response.status_code} {response.text[:200]}")
@@ -398,6 +460,7 @@ class Bench:
         return result
 
     def measure(self, targets: list[Target]) -> None:
+        print(f"measuring {len(targets)} targets × {self.args.rounds} rounds", flush=True)
         for round_number in range(1, self.args.rounds + 1):
             for target in targets:
                 self.run_wrk(target, self.args.warmup)  # warm-up, discarded
@@ -410,7 +473,7 @@ class Bench:
                     print(f"  noisy run ({result['foreign_cores']:.2f} foreign cores), retrying")
                 target.runs.append(result)
                 print(
-                    f"round {round_number} {target.name:32s} {result['rps']:9.0f} req/s "
+                    f"round {round_number} {target.name:50s} {result['rps']:9.0f} req/s "
                     f"p50 {result['p50']:6.1f} ms p99 {result['p99']:6.1f} ms "
                     f"{result['server_us']:6.0f} µs/req errors {result['errors']:.0f} "
                     f"foreign {result['foreign_cores']:.2f}",
@@ -421,43 +484,56 @@ class Bench:
         def median(target: Target, key: str) -> float:
             return statistics.median(run[key] for run in target.runs)
 
-        by_server = {t.server: t for t in targets if t.reference is None}
         print()
         print(
             f"Medians of {self.args.rounds} interleaved runs, wrk -t{self.args.threads} "
-            f"-c{self.args.connections} -d{self.args.duration}s, "
+            f"-c{self.args.connections} -d{self.args.duration:g}s, "
             + ("server on CPU 0, wrk + PostgreSQL on CPU 1" if self.pinned else "UNPINNED")
             + f", driver {self.args.driver}"
         )
-        header = f"| {'target':32s} | req/s | p50 ms | p99 ms | µs/req | errors | ratio |"
-        print(header)
+        print(f"| {'target':50s} | req/s | p50 ms | p99 ms | µs/req | errors | ratio |")
         print("|" + "---|" * 7)
-        ratios: dict[str, float] = {}
+        ratios: dict[str, dict[str, float]] = {"on": {}, "off": {}}
+        long_tails: list[str] = []
+        with_errors: list[str] = []
+        below_target: list[str] = []
         for target in targets:
-            rps = median(target, "rps")
-            ratio = ""
+            rps, p50, p99 = median(target, "rps"), median(target, "p50"), median(target, "p99")
+            ratio_text = ""
             if target.reference is not None:
-                reference = median(by_server[target.reference], "rps")
-                ratios[target.name] = rps / reference if reference else 0.0
-                ratio = f"{ratios[target.name]:.2f} × {target.reference.upper()}"
+                reference = median(target.reference, "rps")
+                ratio = rps / reference if reference else 0.0
+                mode = "on" if target.server == "api" else "off"
+                ratios[mode][target.key] = ratio
+                ratio_text = f"{ratio:.2f} × {target.reference.server.upper()}"
+                if target.key != "root" and ratio < TARGET_RATIO:
+                    below_target.append(f"{target.name} ({ratio:.2f})")
             errors = sum(run["errors"] for run in target.runs)
+            if not p99 <= MAX_TAIL * p50:
+                long_tails.append(f"{target.name} (p99 {p99:.1f} ms, p50 {p50:.1f} ms)")
+            if errors:
+                with_errors.append(f"{target.name} ({errors:.0f})")
             print(
-                f"| {target.name:32s} | {rps:,.0f} | {median(target, 'p50'):.1f} | "
-                f"{median(target, 'p99'):.1f} | {median(target, 'server_us'):.0f} | "
-                f"{errors:.0f} | {ratio} |"
+                f"| {target.name:50s} | {rps:,.0f} | {p50:.1f} | {p99:.1f} | "
+                f"{median(target, 'server_us'):.0f} | {errors:.0f} | {ratio_text} |"
             )
-        keys = {
-            "root": "GET /",
-            "auth_me": "GET /auth/me",
-            "users_me": "GET /api/v1/users/me",
-            "user_by_id": "GET /api/v1/users/{id}",
-        }
-        summary = {key: ratios[name] for key, name in keys.items() if name in ratios}
         (RESULTS_DIR / "last.json").write_text(
             json.dumps({t.name: t.runs for t in targets}, indent=1)
         )
         print()
-        print("bench: " + " ".join(f"{k}={v:.2f}" for k, v in summary.items()))
+        print(
+            f"check p99 <= {MAX_TAIL:g} × p50 on every row: "
+            + ("yes" if not long_tails else "NO: " + ", ".join(long_tails))
+        )
+        print("check 0 errors: " + ("yes" if not with_errors else "NO: " + ", ".join(with_errors)))
+        print(
+            f"check authenticated routes >= {TARGET_RATIO:.2f} × their reference: "
+            + ("yes" if not below_target else "NO: " + ", ".join(below_target))
+        )
+        print()
+        for mode in self.metrics_modes:
+            line = " ".join(f"{key}={ratio:.2f}" for key, ratio in ratios[mode].items())
+            print(("bench: " if mode == "on" else "bench (metrics off): ") + line)
 
     def run(self) -> None:
         if shutil.which("wrk") is None:
@@ -468,25 +544,37 @@ class Bench:
         if not self.pinned:
             print("taskset not available (or 1 CPU): running UNPINNED")
         original_pg_affinity = "0-" + str((os.cpu_count() or 1) - 1)
+        # Ctrl-C raises KeyboardInterrupt; SIGTERM (a CI timeout, `kill`) the same way out.
+        signal.signal(signal.SIGTERM, raise_interrupted)
         try:
-            print(f"seeding {USERS} users into {self.database} …", flush=True)
+            print(f"seeding {USERS:,} users and {POSTS:,} posts into {self.database}", flush=True)
             self.create_database()
             if self.pinned:
                 pin(postgres_pids(), LOAD_CPU)
             self.start_servers()
             targets = self.targets()
-            if self.args.only:
-                keep = {"r1", "r2", *self.args.only}
-                targets = [t for t in targets if t.server in keep or t.name in keep]
             self.check_answers(targets)
             self.measure(targets)
             self.report(targets)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            print(f"interrupted ({type(exc).__name__} {exc}): cleaning up", flush=True)
+            raise SystemExit(130) from None
         finally:
+            # A second Ctrl-C must not cut the cleanup short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             self.stop_servers()
             if self.pinned:
                 pin(postgres_pids(), original_pg_affinity)
             self.drop_database()
+            print(f"stopped the servers, dropped {self.database}", flush=True)
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    """Signal a server and everything it started (it leads its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
 
 
 def main() -> None:
@@ -500,7 +588,19 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=60.0, help="max wait for quiet CPU")
     parser.add_argument("--max-foreign", type=float, default=0.10, help="foreign cores allowed")
     parser.add_argument(
-        "--only", nargs="*", default=[], help='measure only these targets (e.g. "GET /auth/me")'
+        "--metrics",
+        choices=["both", "on", "off"],
+        default="both",
+        help="run the API with METRICS_ENABLED on, off, or both (two ratio lines)",
+    )
+    keys = [key for key, _ in ROUTES]
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        choices=keys,
+        default=keys,
+        metavar="KEY",
+        help=f"measure only these routes (with their references): {' '.join(keys)}",
     )
     Bench(parser.parse_args()).run()
 
