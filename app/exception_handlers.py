@@ -89,9 +89,7 @@ def _reportable(error: dict[str, Any]) -> dict[str, Any]:
     too_big = isinstance(echoed, (dict, list, tuple)) or (
         isinstance(echoed, (str, bytes)) and len(echoed) > MAX_ECHOED_INPUT
     )
-    # NaN and infinities (a `float` field refusing `NaN` or `1e400`) have no JSON form.
-    unwritable = isinstance(echoed, float) and not math.isfinite(echoed)
-    if too_big or unwritable:
+    if too_big:
         return {key: value for key, value in error.items() if key != "input"}
     return error
 
