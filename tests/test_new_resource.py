@@ -134,6 +134,30 @@ def test_revision_hook_without_ruff_keeps_the_file_and_succeeds(
     assert capsys.readouterr().err.count("\n") == 1
 
 
+# Run before anything else by every Python process of the test (sitecustomize on PYTHONPATH):
+# `import ruff` fails and `importlib.util.find_spec("ruff")` answers None, as without ruff.
+HIDE_RUFF = "import sys\n\nsys.modules['ruff'] = None\n"
+
+
+def test_migrate_works_where_ruff_is_not_installed(tmp_path: Path) -> None:
+    """As in the Docker image: the post-write hook of alembic.ini says so in one line, and the
+    revision is written all the same."""
+    project = copy_project(tmp_path / "project")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(HIDE_RUFF)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "site"),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'api.db'}",
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "APP_ENV": "test",
+    }
+    run(project, env, sys.executable, "manage.py", "upgrade")
+    migrated = run(project, env, sys.executable, "manage.py", "migrate", "-m", "nothing new")
+    assert "ruff is not installed here" in migrated.stderr
+    assert len(list((project / "alembic" / "versions").glob("*_nothing_new.py"))) == 1
+
+
 # --- end to end, in a copy of the project -------------------------------------------------------
 
 FIELDS = [
