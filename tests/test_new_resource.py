@@ -139,6 +139,7 @@ def test_revision_hook_without_ruff_keeps_the_file_and_succeeds(
 HIDE_RUFF = "import sys\n\nsys.modules['ruff'] = None\n"
 
 
+@pytest.mark.processes
 def test_migrate_works_where_ruff_is_not_installed(tmp_path: Path) -> None:
     """As in the Docker image: the post-write hook of alembic.ini says so in one line, and the
     revision is written all the same."""
@@ -204,6 +205,7 @@ async def make_users(settings: Settings) -> dict[str, str]:
     return tokens
 
 
+@pytest.mark.processes
 def test_generated_resource_migrates_serves_and_passes_lint_and_its_tests(
     tmp_path: Path,
 ) -> None:
