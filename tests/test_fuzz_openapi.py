@@ -29,7 +29,7 @@ import httpx
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import APIOperation, Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import CheckFunction, not_a_server_error
@@ -59,6 +59,10 @@ FUZZ_SETTINGS = settings(
     print_blob=False,
 )
 SEND_TIMEOUT_SECONDS = 30
+# The stateful run: scenarios, and calls in each (bounded so the test stays well under a minute
+# on a loaded 2-core machine).
+STATEFUL_SCENARIOS = 15
+STATEFUL_STEPS = 6
 BASE_URL = "http://testserver"
 
 # Operations that cannot answer 2xx here: Supabase is not configured in the tests, so they give
@@ -288,3 +292,71 @@ async def test_every_operation_survives_fuzzing(
     if caller == "member":
         by_id = world.statuses["GET /api/v1/users/{user_id}"]
         assert by_id[200] and by_id[403], f"own record and others' expected: {dict(by_id)}"
+
+
+# --- Stateful: sequences of calls linked by what earlier answers returned ---
+
+STATEFUL_SETTINGS = settings(
+    max_examples=STATEFUL_SCENARIOS,
+    stateful_step_count=STATEFUL_STEPS,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+    phases=[Phase.generate],
+)
+
+
+@pytest.mark.parametrize("caller", ["superuser", "member"])
+async def test_stateful_sequences_with_negative_steps_survive(
+    app: FastAPI, client: httpx.AsyncClient, caller: str
+) -> None:
+    """Schemathesis's state machine: each scenario chains operations through the links it
+    infers (a created user's id into GET/PATCH/DELETE /users/{id}, a post's into /posts/{id}),
+    with valid and invalid steps mixed (its positive and negative modes). The same checks as
+    above apply to every step: no server error, the documented answers, and who may get a
+    2xx. Bounded: STATEFUL_SCENARIOS scenarios of at most STATEFUL_STEPS steps, and a time
+    limit per step."""
+    document = (await client.get("/openapi.json")).json()
+    schema = schemathesis.openapi.from_dict(document)
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+    secured = {
+        f"{method.upper()} {path}"
+        for path, methods in document["paths"].items()
+        for method, spec in methods.items()
+        if spec.get("security")
+    }
+    world = FuzzWorld(app, client, caller, secured)
+    await world.setup()
+    loop = asyncio.get_running_loop()
+    linked_steps: Counter[str] = Counter()
+
+    class Sequences(schema.as_state_machine()):  # type: ignore[misc]
+        def call(self, case: AnyCase, **kwargs: Any) -> Response:
+            future = asyncio.run_coroutine_threadsafe(world.send(case), loop)
+            sent = future.result(timeout=SEND_TIMEOUT_SECONDS)
+            world.statuses[label_of(case.operation)][sent.status_code] += 1
+            check_access(world, case, sent)
+            return Response.from_any(sent)
+
+        def validate_response(
+            self, response: Response, case: AnyCase, *args: Any, **kwargs: Any
+        ) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+        def step(self, input: Any) -> Any:
+            if input.transition is not None and input.is_applied:
+                linked_steps[label_of(input.case.operation)] += 1
+            return super().step(input)
+
+    await asyncio.to_thread(Sequences.run, settings=STATEFUL_SETTINGS)
+
+    assert sum(linked_steps.values()), "no step used a value from an earlier answer"
+    successes = sum(
+        count for seen in world.statuses.values() for status, count in seen.items() if status < 300
+    )
+    failures = sum(
+        count for seen in world.statuses.values() for status, count in seen.items() if status >= 400
+    )
+    assert successes and failures, dict(world.statuses)
