@@ -19,18 +19,23 @@ The test fails when it saw no 2xx where one is due.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import APIOperation, Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import CheckFunction, not_a_server_error
 from schemathesis.core.result import Ok
@@ -59,6 +64,12 @@ FUZZ_SETTINGS = settings(
     print_blob=False,
 )
 SEND_TIMEOUT_SECONDS = 30
+# The stateful run: scenarios, and calls in each (bounded so the test stays well under a minute
+# on a loaded 2-core machine).
+STATEFUL_SCENARIOS = 30
+STATEFUL_STEPS = 6
+STATEFUL_SECONDS = 12  # per caller and database: the four runs stay under a minute
+STATEFUL_MIN_SCENARIOS = 8  # what a loaded machine must still get through in that time
 BASE_URL = "http://testserver"
 
 # Operations that cannot answer 2xx here: Supabase is not configured in the tests, so they give
@@ -243,6 +254,15 @@ def fuzz_operation(
     run()
 
 
+@contextlib.contextmanager
+def recorded(failures: list[str], case: AnyCase) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        failures.append(f"{label_of(case.operation)} {case.path_parameters}: {exc}")
+        raise
+
+
 def generation_modes(operation: Operation) -> list[GenerationMode]:
     """Valid data always; invalid data where the operation takes any input to break."""
     inputs = (operation.path_parameters, operation.query, operation.headers)
@@ -288,3 +308,98 @@ async def test_every_operation_survives_fuzzing(
     if caller == "member":
         by_id = world.statuses["GET /api/v1/users/{user_id}"]
         assert by_id[200] and by_id[403], f"own record and others' expected: {dict(by_id)}"
+
+
+# --- Stateful: sequences of calls linked by what earlier answers returned ---
+
+STATEFUL_SETTINGS = settings(
+    max_examples=STATEFUL_SCENARIOS,
+    stateful_step_count=STATEFUL_STEPS,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+    phases=[Phase.generate],
+)
+
+
+@pytest.mark.parametrize("caller", ["superuser", "member"])
+async def test_stateful_sequences_with_negative_steps_survive(
+    app: FastAPI, client: httpx.AsyncClient, caller: str
+) -> None:
+    """Schemathesis's state machine: each scenario chains operations through the links it
+    infers (a created user's id into GET/PATCH/DELETE /users/{id}, a post's into /posts/{id}),
+    with valid and invalid steps mixed (its positive and negative modes). The same checks as
+    above apply to every step: no server error, the documented answers, and who may get a
+    2xx. Bounded: STATEFUL_SCENARIOS scenarios of at most STATEFUL_STEPS steps, within
+    STATEFUL_SECONDS."""
+    document = (await client.get("/openapi.json")).json()
+    schema = schemathesis.openapi.from_dict(document)
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+    secured = {
+        f"{method.upper()} {path}"
+        for path, methods in document["paths"].items()
+        for method, spec in methods.items()
+        if spec.get("security")
+    }
+    world = FuzzWorld(app, client, caller, secured)
+    await world.setup()
+    loop = asyncio.get_running_loop()
+    linked_steps: Counter[str] = Counter()
+    failures: list[str] = []
+    scenarios = 0
+
+    class Sequences(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            nonlocal scenarios
+            scenarios += 1
+
+        def call(self, case: AnyCase, **kwargs: Any) -> Response:
+            future = asyncio.run_coroutine_threadsafe(world.send(case), loop)
+            sent = future.result(timeout=SEND_TIMEOUT_SECONDS)
+            world.statuses[label_of(case.operation)][sent.status_code] += 1
+            with recorded(failures, case):
+                check_access(world, case, sent)
+            return Response.from_any(sent)
+
+        def validate_response(
+            self, response: Response, case: AnyCase, *args: Any, **kwargs: Any
+        ) -> None:
+            with recorded(failures, case):
+                case.validate_response(response, checks=CHECKS)
+
+        def step(self, input: Any) -> Any:
+            if input.transition is not None and input.is_applied:
+                linked_steps[label_of(input.case.operation)] += 1
+            return super().step(input)
+
+    def run_suites() -> None:
+        """Suites of scenarios until STATEFUL_SCENARIOS ran (or the time is up). The database
+        outlives a scenario, so a scenario Hypothesis replays can take another shape; it then
+        stops the suite (FlakyStrategyDefinition) and, as schemathesis's own runner does, a new
+        suite starts with the next seed. A failure is recorded before Hypothesis sees it, so a
+        replay cannot hide it."""
+        deadline = time.monotonic() + STATEFUL_SECONDS
+        for seed in range(STATEFUL_SCENARIOS):
+            remaining = STATEFUL_SCENARIOS - scenarios
+            if remaining <= 0 or failures or time.monotonic() > deadline:
+                return
+            suite = settings(STATEFUL_SETTINGS, max_examples=remaining)
+            with contextlib.suppress(FlakyStrategyDefinition):
+                hypothesis.seed(seed)(Sequences).run(settings=suite)
+
+    await asyncio.to_thread(run_suites)
+
+    assert not failures, "\n".join(failures)
+    assert scenarios >= STATEFUL_MIN_SCENARIOS, scenarios
+    assert sum(linked_steps.values()), "no step used a value from an earlier answer"
+    successes = sum(
+        count for seen in world.statuses.values() for status, count in seen.items() if status < 300
+    )
+    refusals = sum(
+        count for seen in world.statuses.values() for status, count in seen.items() if status >= 400
+    )
+    assert successes and refusals, dict(world.statuses)
+    invalid_steps_refused = sum(seen[422] for seen in world.statuses.values())
+    assert invalid_steps_refused, f"no negative step reached validation: {dict(world.statuses)}"
