@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -95,9 +96,10 @@ async def test_health_and_metrics_are_not_traced(
     assert exporter.get_finished_spans() == ()
 
 
-def test_without_the_setting_nothing_of_tracing_is_installed(database_url: str) -> None:
+def test_without_the_setting_nothing_of_tracing_is_installed(tmp_path: Path) -> None:
     """In a fresh process: the app built and serving, and no instrumentation, no tracer
     provider, not even their modules imported."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'megapolis.db'}"
     script = textwrap.dedent(
         f"""
         import asyncio, sys
@@ -136,6 +138,6 @@ def test_without_the_setting_nothing_of_tracing_is_installed(database_url: str) 
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_settings_refuse_an_endpoint_that_is_not_a_url(database_url: str) -> None:
+def test_settings_refuse_an_endpoint_that_is_not_a_url() -> None:
     with pytest.raises(ValidationError, match="OTEL_EXPORTER_OTLP_ENDPOINT"):
-        make_settings(database_url, OTEL_EXPORTER_OTLP_ENDPOINT="collector:4318")
+        make_settings("sqlite+aiosqlite://", OTEL_EXPORTER_OTLP_ENDPOINT="collector:4318")
