@@ -62,9 +62,9 @@ def test_abandoned_uploads_are_499_not_500(sqlite_url: str) -> None:
 
 
 async def test_a_real_server_error_stays_500(
-    database_url: str, caplog: pytest.LogCaptureFixture
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    application: FastAPI = create_app(make_settings(database_url))
+    application: FastAPI = create_app(make_settings(sqlite_url))
 
     @application.get("/broken")
     async def broken() -> None:

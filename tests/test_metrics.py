@@ -7,9 +7,9 @@ makes: each test reads a scrape before and after what it does, and compares.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
-import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,6 +19,7 @@ from app.main import create_app
 from app.observability.http_metrics import MetricsMiddleware
 from tests.conftest import (
     AuthHeaders,
+    PostgresServer,
     SupabaseAppFactory,
     UserFactory,
     asgi_client,
@@ -135,12 +136,11 @@ async def test_pool_gauges_read_the_pool_at_scrape_time(
 
 
 async def test_pool_gauges_count_requests_waiting_for_a_connection(
-    backend: str, database_url: str
+    postgres_server: PostgresServer,
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip(
-            "the first-come-first-served pool (the one that counts waiters) is PostgreSQL's"
-        )
+    """PostgreSQL's pool (the first-come-first-served one) counts its waiters. Only the pool is
+    used here: no table, so the server's own database will do."""
+    database_url = postgres_server.url_for("postgres")
     settings = make_settings(
         database_url, DATABASE_POOL_SIZE=1, DATABASE_MAX_OVERFLOW=0, DATABASE_POOL_TIMEOUT=30
     )
@@ -150,9 +150,10 @@ async def test_pool_gauges_count_requests_waiting_for_a_connection(
         async with engine.connect() as holder:
             await holder.execute(text("SELECT 1"))
             waiter = asyncio.ensure_future(engine.connect().start())
-            while engine.pool.waiting() == 0:  # the waiter reaches the pool's queue
+            deadline = time.monotonic() + 10
+            while engine.pool.waiting() == 0:  # until the waiter reaches the pool's queue
+                assert not waiter.done() and time.monotonic() < deadline
                 await asyncio.sleep(0.01)
-                assert not waiter.done()
             values = await scrape(http)
         connection = await waiter
         await connection.close()

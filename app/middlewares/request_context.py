@@ -1,6 +1,8 @@
 """Request id, security headers, access log and last-resort error handling, as one pure ASGI
 middleware: everything that wraps each answer, in one layer (cheaper than BaseHTTPMiddleware,
-and than one layer each: no extra task, stream or `send` wrapper per concern)."""
+and than one layer each: no extra task, stream or `send` wrapper per concern). The metrics are
+the one other layer (`app/observability/http_metrics.py`), so that `METRICS_ENABLED=false`
+removes them whole."""
 
 from __future__ import annotations
 

@@ -10,11 +10,13 @@ reads the other standard `OTEL_EXPORTER_OTLP_*` variables (headers, timeout, TLS
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 
@@ -23,8 +25,26 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 SERVICE_NAME = "megapolis-api"
-# Regular expressions searched in `scheme://host/path` (no query string).
-UNTRACED_PATHS = ("^[^/]*//[^/]*/healthz$", "^[^/]*//[^/]*/readyz$", "^[^/]*//[^/]*/metrics$")
+# Probes and scrapes: every few seconds each, and nothing to learn from their spans.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class UntracedPaths:
+    """No span at all (not even the database's) for requests to `UNTRACED_PATHS`: the
+    instrumentor's `excluded_urls` skips the server span only, and `/readyz` queries the
+    database. Installed only with tracing on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in UNTRACED_PATHS:
+            from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+            with suppress_instrumentation():
+                await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class Tracing:
@@ -39,10 +59,12 @@ class Tracing:
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.provider,
-            excluded_urls=",".join(UNTRACED_PATHS),
+            # Regular expressions searched in `scheme://host/path`.
+            excluded_urls=",".join(f"^[^/]*//[^/]*{path}$" for path in sorted(UNTRACED_PATHS)),
             # No span for each ASGI message: one per request, with its children.
             exclude_spans=["receive", "send"],
         )
+        app.add_middleware(UntracedPaths)
 
     def instrument_clients(self, engine: AsyncEngine, http: httpx.AsyncClient) -> None:
         """The database engine and the Supabase HTTP client, once made (in the lifespan)."""
@@ -54,12 +76,13 @@ class Tracing:
         )
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=self.provider)
 
-    def shutdown(self) -> None:
-        """Export what is left, and remove the SQLAlchemy instrumentation (process-wide)."""
+    async def aclose(self) -> None:
+        """Remove the SQLAlchemy instrumentation (it is process-wide), then export the spans
+        left, in a thread: a collector that does not answer must not stall the event loop."""
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         SQLAlchemyInstrumentor().uninstrument()
-        self.provider.shutdown()
+        await asyncio.to_thread(self.provider.shutdown)
 
 
 def install_tracing(
