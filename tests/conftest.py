@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("APP_ENV", "test")
 os.environ.setdefault("JWT_SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
 
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -43,6 +44,12 @@ ADMIN_PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 _postgres_skip_reason: list[str] = []
+
+# A suite started in the background (`nohup … &`, `&` in a script without job control) inherits
+# SIGINT ignored, and so would every process its tests start: a test that stops one with SIGINT
+# (Ctrl-C) would wait for nothing. With a handler here, started processes get the default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

@@ -381,14 +381,16 @@ async def test_validation_errors_are_bounded(
     keys = b", ".join(b'"k%d": 0' % i for i in range(80_000))
     body = b'{"email": "wide@example.com", ' + keys + b"}"
     assert len(body) < LIMIT
-    started = time.perf_counter()
+    # CPU time of this process (the app runs in it, over ASGI), not wall time: other processes
+    # on a loaded machine do not count, a slow path in the app (say, quadratic) does.
+    started = time.process_time()
     response = await client.post(
         USERS, headers={**auth(admin), "content-type": "application/json"}, content=body
     )
     detail = assert_json_error(response, 422)
     assert len(detail) == 20
     assert len(response.content) < 4096
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
     long_name = {"email": "long@example.com", "full_name": "x" * 100_000}
     echoed = await client.post(USERS, headers=auth(admin), json=long_name)
     assert "input" not in assert_json_error(echoed, 422)[0]

@@ -25,6 +25,7 @@ from tests.conftest import (
     PostgresServer,
 )
 from tests.processes import (
+    ManageForks,
     RunningServer,
     copy_project,
     free_port,
@@ -57,6 +58,19 @@ def manage(
     )
 
 
+@pytest.fixture(scope="module")
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
+    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
+        yield running
+
+
+def forked(forks: ManageForks, *args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+    """`manage(...)` for a sequence of commands, forked (tests/processes.py ManageForks): the
+    tests below that run `manage` itself keep the cold start covered."""
+    env = {**os.environ, "DATABASE_URL": database_url, "JWT_SECRET_KEY": TEST_SECRET}
+    return forks.run(*args, env={**env, "APP_ENV": "test"})
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
@@ -74,7 +88,10 @@ def columns(sqlite_url: str, table: str) -> set[str]:
         return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
-def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str) -> None:
+def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str, forks: ManageForks) -> None:
+    def manage(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
+        return forked(forks, *args, database_url=database_url)
+
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
     assert "users" in tables(sqlite_url)
 
@@ -98,15 +115,15 @@ def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str) -> None:
     assert "security_stamp" in columns(sqlite_url, "users")
 
 
-def test_create_superuser_promotes_existing_user(sqlite_url: str) -> None:
-    manage("upgrade", database_url=sqlite_url)
+def test_create_superuser_promotes_existing_user(sqlite_url: str, forks: ManageForks) -> None:
+    assert forked(forks, "upgrade", database_url=sqlite_url).returncode == 0
     path = sqlite_url.split("///", 1)[1]
     with sqlite3.connect(path) as conn:
         conn.execute(
             "INSERT INTO users (email, is_active, is_superuser, security_stamp, created_at, "
             "updated_at) VALUES ('plain@example.com', 0, 0, 's', '2026-01-01', '2026-01-01')"
         )
-    result = manage("create-superuser", "PLAIN@example.com", database_url=sqlite_url)
+    result = forked(forks, "create-superuser", "PLAIN@example.com", database_url=sqlite_url)
     assert result.returncode == 0
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT is_superuser, is_active FROM users").fetchall() == [(1, 1)]
@@ -121,9 +138,9 @@ def test_create_superuser_promotes_existing_user(sqlite_url: str) -> None:
     ],
 )
 def test_expected_failures_are_one_line(
-    sqlite_url: str, args: tuple[str, ...], message: str
+    sqlite_url: str, forks: ManageForks, args: tuple[str, ...], message: str
 ) -> None:
-    result = manage(*args, database_url=sqlite_url)
+    result = forked(forks, *args, database_url=sqlite_url)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -155,14 +172,16 @@ def test_production_without_secret_refuses_to_run(sqlite_url: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_initdb_creates_missing_postgres_database(postgres_server: PostgresServer) -> None:
+def test_initdb_creates_missing_postgres_database(
+    postgres_server: PostgresServer, forks: ManageForks
+) -> None:
     name = f"megapolis_initdb_{os.getpid()}_{int(time.time())}"
     url = postgres_server.url_for(name)
     try:
-        first = manage("initdb", database_url=url)
+        first = forked(forks, "initdb", database_url=url)
         assert first.returncode == 0, first.stderr
         assert f"created database {name}" in first.stdout
-        second = manage("initdb", database_url=url)
+        second = forked(forks, "initdb", database_url=url)
         assert second.returncode == 0 and "created database" not in second.stdout
         with psycopg.connect(ADMIN_PG_URL.rsplit("/", 1)[0] + f"/{name}") as conn:
             head = ScriptDirectory.from_config(

@@ -139,6 +139,31 @@ async def test_list_filters_by_author_and_pages(
     assert nobody == {"items": [], "total": 0, "limit": 20, "offset": 0}
 
 
+async def test_every_page_is_its_slice_of_the_whole_list(
+    app: FastAPI, client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    """A second check of `offset`, independent of the one above: every (limit, offset) window,
+    including the ones that cross or pass the end, is that slice of the unpaginated list (newest
+    first), with and without the author filter."""
+    ada, bob = await make_user(), await make_user()
+    start = datetime.now(timezone.utc)
+    for i in range(5):
+        await add_post(app, ada if i % 2 else bob, f"post {i}", created_at=start + timedelta(i))
+    headers = auth(ada)
+    for filters in ({}, {"author_id": bob.id}):
+        whole = (await client.get(POSTS, params={**filters, "limit": 100}, headers=headers)).json()
+        ids = [post["id"] for post in whole["items"]]
+        assert len(ids) == whole["total"] == (5 if not filters else 3)
+        for limit in (1, 2, 3):
+            for offset in range(len(ids) + 2):
+                params = {**filters, "limit": limit, "offset": offset}
+                page = (await client.get(POSTS, params=params, headers=headers)).json()
+                assert [post["id"] for post in page["items"]] == ids[offset : offset + limit], (
+                    params
+                )
+                assert (page["total"], page["offset"]) == (len(ids), offset)
+
+
 @pytest.mark.parametrize(
     "params",
     [

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +20,8 @@ from sqlalchemy import select
 from app.db.database import Database
 from app.models.user import User
 from app.security import issue_token
-from tests.conftest import SupabaseAppFactory, asgi_client
+from tests.conftest import SupabaseAppFactory, asgi_client, make_settings, migrate
+from tests.processes import RunningServer, running_server
 from tests.supabase_fake import USER_PATH, FakeSupabase, FakeUser, Scripted
 from tests.supabase_headers import (
     EXCHANGE,
@@ -148,6 +150,41 @@ async def test_authorization_wins_over_the_storage_header(
     assert [call.bearer for call in supabase_fake.user_calls] == [winner]
 
 
+BASE64_STORAGE_FORMATS: list[Callable[[dict[str, Any]], dict[str, str]]] = [
+    lambda session: {STORAGE_KEY: base64url_json(session)},
+    lambda session: {STORAGE_KEY.upper(): base64url_json([session["access_token"], "r"])},
+    lambda session: chunked(base64url_json(session), size=500),
+]
+
+
+@pytest.mark.processes
+def test_the_base64_storage_header_over_real_http(
+    supabase_fake: FakeSupabase, tmp_path: Path
+) -> None:
+    """A second check of the `base64-` formats (@supabase/ssr), independent of the ASGI one
+    above: through `manage.py run` and a real socket, where the HTTP server parses the header
+    (name case, a value of a kilobyte or more, the `.0`/`.1` chunks) before the app sees it."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(make_settings(database_url))
+    env = {
+        "SUPABASE_URL": supabase_fake.url,
+        "SUPABASE_SERVICE_ROLE_KEY": supabase_fake.service_role_key,
+    }
+    with (
+        running_server(database_url, kind=RunningServer, env=env) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as http,
+    ):
+        for index, build in enumerate(BASE64_STORAGE_FORMATS):
+            user = supabase_fake.create_user(f"real-http-{index}@example.com")
+            session = supabase_fake.session(supabase_fake.sign_in(user))
+            headers = build(session)
+            assert sum(len(value) for value in headers.values()) > 1000
+            response = http.get(EXCHANGE, headers=headers)
+            assert response.status_code == 200, (index, response.text)
+            assert response.json()["user"]["email"] == f"real-http-{index}@example.com"
+            assert supabase_fake.user_calls[-1].bearer == session["access_token"]
+
+
 class TestTheUser:
     async def exchange(self, client: httpx.AsyncClient, fake: FakeSupabase, user: FakeUser) -> Any:
         return await client.get(EXCHANGE, headers=bearer(fake.sign_in(user)))
@@ -213,6 +250,32 @@ class TestTheUser:
         )
         assert "confirmed_at" in user.to_json()
         assert (await self.exchange(supabase_client, supabase_fake, user)).status_code == 409
+
+    async def test_confirmed_at_alone_creates_no_user_until_the_email_is_confirmed(
+        self, supabase_app_factory: SupabaseAppFactory, supabase_fake: FakeSupabase
+    ) -> None:
+        """A second check of the rule above, on another path: no account has the email and the
+        token is verified locally (HS256), so the API asks `/auth/v1/user`, whose answer carries
+        `confirmed_at` (set by the phone) and no `email_confirmed_at`: no user is created."""
+        user = supabase_fake.create_user(
+            "new@example.com", email_confirmed=False, phone="15551234567", phone_confirmed=True
+        )
+        answer = user.to_json()
+        assert answer["confirmed_at"] and "email_confirmed_at" not in answer
+        async with (
+            supabase_app_factory(SUPABASE_JWT_SECRET=supabase_fake.jwt_secret) as app,
+            asgi_client(app) as client,
+        ):
+            token = supabase_fake.sign_in(user, algorithm="HS256")
+            refused = await client.get(EXCHANGE, headers=bearer(token))
+            assert refused.status_code == 403, refused.text
+            assert len(supabase_fake.user_calls) == 1  # it asked, and the answer said no
+            assert await rows(app) == []
+            supabase_fake.confirm_email(user)  # the same account, its email now confirmed
+            accepted = await client.get(EXCHANGE, headers=bearer(token))
+            assert accepted.status_code == 200, accepted.text
+            [row] = await rows(app)
+            assert (row.email, row.supabase_id) == ("new@example.com", user.id)
 
     async def test_an_email_linked_to_another_supabase_user_is_not_relinked(
         self, supabase_client: httpx.AsyncClient, supabase_fake: FakeSupabase, supabase_app: FastAPI

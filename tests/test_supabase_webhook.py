@@ -215,7 +215,7 @@ class TestBodiesOfAnotherShape:
             content=deep_json(5000),
             headers={**AUTHORIZED, "Content-Type": "application/json"},
         )
-        assert response.status_code in (400, 422), response.text
+        assert response.status_code == 400, response.text  # deeper than the JSON parser goes
 
     @one_database
     async def test_a_huge_body_is_refused_before_it_is_read(self, hooked: Hooked) -> None:

@@ -238,6 +238,25 @@ async def test_pagination(
     assert default["limit"] == 50 and len(default["items"]) == 7
 
 
+async def test_every_page_is_its_slice_of_the_whole_list(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    """A second check of `offset`, independent of the one above: every (limit, offset) window,
+    including the ones that cross or pass the end, is that slice of the unpaginated list."""
+    admin = await make_user(is_superuser=True)
+    for index in range(4):
+        await make_user(f"slice{index}@example.com")
+    everyone = (await client.get(USERS, headers=auth(admin), params={"limit": 100})).json()
+    ids = [user["id"] for user in everyone["items"]]
+    assert len(ids) == everyone["total"] == 5 and len(set(ids)) == 5
+    for limit in (1, 2, 3):
+        for offset in range(7):
+            params = {"limit": limit, "offset": offset}
+            page = (await client.get(USERS, headers=auth(admin), params=params)).json()
+            assert [user["id"] for user in page["items"]] == ids[offset : offset + limit], params
+            assert (page["total"], page["limit"], page["offset"]) == (5, limit, offset)
+
+
 @pytest.mark.parametrize(
     "params",
     [
