@@ -443,7 +443,7 @@ class Bench:
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy0, total0 = cpu_times()
         started = time.monotonic()
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        output = run_wrk_command(command)
         elapsed = time.monotonic() - started
         busy1, total1 = cpu_times()
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -569,6 +569,20 @@ class Bench:
             self.drop_database()
             print(f"stopped the servers, dropped {self.database}", flush=True)
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def run_wrk_command(command: list[str], attempts: int = 3) -> str:
+    """wrk's output. On a loaded machine starting it can fail now and then (taskset: exit 126,
+    a failed exec): try again, and say so; a wrk that keeps failing stops the run."""
+    for attempt in range(1, attempts + 1):
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        if completed.returncode == 0:
+            return completed.stdout
+        failure = f"wrk failed (exit {completed.returncode}): {completed.stderr.strip()[:300]}"
+        if attempt == attempts:
+            raise SystemExit(failure)
+        print(f"  {failure}; trying again", flush=True)
+    raise AssertionError("unreachable")
 
 
 def signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
