@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from app.observability.json_logs import JsonFormatter
 from tests.conftest import make_settings, migrate
@@ -144,3 +145,10 @@ def test_json_formatter_writes_one_line_with_the_traceback() -> None:
     entry = json.loads(line)
     assert entry["message"] == "failed on GET /x" and entry["request_id"] is None
     assert "RuntimeError: boom" in entry["exception"]
+
+
+def test_log_format_is_text_json_or_refused() -> None:
+    assert make_settings("sqlite+aiosqlite://").LOG_FORMAT == "text"
+    assert make_settings("sqlite+aiosqlite://", LOG_FORMAT=" JSON ").LOG_FORMAT == "json"
+    with pytest.raises(ValidationError, match="LOG_FORMAT"):
+        make_settings("sqlite+aiosqlite://", LOG_FORMAT="xml")

@@ -3,6 +3,9 @@ database and Supabase calls as its children; with the setting unset, nothing is 
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -16,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
+from app.logging import RequestContextFilter, configure_logging
 from app.main import create_app
 from tests.conftest import (
     PROJECT_ROOT,
@@ -84,6 +88,39 @@ async def test_a_callers_trace_is_continued(traced: tuple[FastAPI, InMemorySpanE
         assert (await http.get("/", headers={"traceparent": parent})).status_code == 200
     [server] = exporter.get_finished_spans()
     assert server.context is not None and f"{server.context.trace_id:032x}" == trace_id
+
+
+def is_ours(handler: logging.Handler) -> bool:
+    return any(isinstance(f, RequestContextFilter) for f in handler.filters)
+
+
+async def test_json_log_lines_carry_the_trace(
+    database_url: str, supabase_fake: FakeSupabase
+) -> None:
+    exporter = InMemorySpanExporter()
+    settings = supabase_settings(
+        database_url, supabase_fake, OTEL_EXPORTER_OTLP_ENDPOINT=COLLECTOR, LOG_FORMAT="json"
+    )
+    application = create_app(settings, span_exporter=exporter)
+    [handler] = [h for h in logging.getLogger("app").handlers if is_ours(h)]
+    assert isinstance(handler, logging.StreamHandler)
+    output = io.StringIO()
+    previous = handler.setStream(output)
+    try:
+        async with (
+            application.router.lifespan_context(application),
+            asgi_client(application) as http,
+        ):
+            assert (await http.get("/", headers={"X-Request-ID": "traced-1"})).status_code == 200
+    finally:
+        handler.setStream(previous)
+        configure_logging("INFO")  # back to text for the tests after
+    [server] = exporter.get_finished_spans()
+    assert server.context is not None
+    lines = [json.loads(line) for line in output.getvalue().splitlines()]
+    [access] = [line for line in lines if line.get("request_id") == "traced-1"]
+    assert access["trace_id"] == f"{server.context.trace_id:032x}"
+    assert access["span_id"] == f"{server.context.span_id:016x}"
 
 
 async def test_health_and_metrics_are_not_traced(

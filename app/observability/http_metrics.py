@@ -2,8 +2,9 @@
 and route template, and the number in flight.
 
 Pure ASGI and cheap on purpose: it runs on every request. The labelled series of each (method,
-route, status) are looked up once and kept (`_series`), so a request costs a dict lookup, two
-counter increments and a histogram observation.
+route, status) are looked up once and kept (`_series`), so a request costs a dict lookup, a
+counter increment and a histogram observation; the number in flight is a plain count, written to
+its gauge only when scraped (`app/observability/gauges.py`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ from prometheus_client.metrics import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.middlewares.request_context import CLIENT_CLOSED_REQUEST
-from app.observability.metrics import (
-    HTTP_REQUEST_DURATION,
-    HTTP_REQUESTS,
-    HTTP_REQUESTS_IN_FLIGHT,
-)
+from app.observability.gauges import RequestsInFlight
+from app.observability.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 from app.observability.routes import RouteTemplates
 
 # Any other method (a client may send any token) is counted as OTHER: labels stay bounded.
@@ -50,13 +48,13 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        HTTP_REQUESTS_IN_FLIGHT.inc()
+        RequestsInFlight.count += 1
         start = time.perf_counter()
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
             duration = time.perf_counter() - start
-            HTTP_REQUESTS_IN_FLIGHT.dec()
+            RequestsInFlight.count -= 1
             method = scope["method"]
             if method not in KNOWN_METHODS:
                 method = "OTHER"

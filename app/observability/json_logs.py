@@ -3,7 +3,8 @@ Logging...).
 
 Every line: `time` (UTC, ISO 8601, milliseconds), `level`, `logger`, `message`, `request_id`
 (null outside a request), `user_id` once the caller is known; the access line (`app.access`) adds
-`method`, `route`, `path`, `status`, `duration_ms`; an error adds `exception` (the traceback).
+`method`, `route`, `path`, `status`, `duration_ms`; an error adds `exception` (the traceback);
+with tracing on, `trace_id` and `span_id`.
 Only these fields are written: whatever else a library attaches to a record stays out of the log.
 """
 
@@ -14,8 +15,9 @@ import logging
 import time
 from typing import Any
 
-# The access line's fields (app/middlewares/request_context.py passes them as `extra`).
-ACCESS_FIELDS = ("method", "route", "path", "status", "duration_ms")
+# The access line's fields (app/middlewares/request_context.py passes them as `extra`), and the
+# trace's (app/observability/tracing.py).
+OPTIONAL_FIELDS = ("method", "route", "path", "status", "duration_ms", "trace_id", "span_id")
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,7 +36,7 @@ class JsonFormatter(logging.Formatter):
         user_id = getattr(record, "user_id", None)
         if user_id is not None:
             entry["user_id"] = user_id
-        for name in ACCESS_FIELDS:
+        for name in OPTIONAL_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
                 entry[name] = value

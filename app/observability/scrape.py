@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.exposition import choose_encoder
 
+from app.observability.gauges import write_gauges
 from app.observability.multiprocess import mark_dead_workers, multiprocess_directory
-from app.observability.pool import observe_pool
 
 router = APIRouter(tags=["operations"])
 
@@ -20,7 +20,7 @@ router = APIRouter(tags=["operations"])
 )
 async def metrics(request: Request) -> Response:
     """Every metric, in Prometheus text (or OpenMetrics, when the scraper asks for it)."""
-    observe_pool(request.app.state.database)
+    write_gauges(request.app.state.database)
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
     return Response(encoder(registry()), media_type=content_type)
 

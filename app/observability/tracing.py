@@ -3,7 +3,8 @@ request (FastAPI), with a child span for each database statement (SQLAlchemy) an
 Supabase (httpx), exported over OTLP/HTTP to `<endpoint>/v1/traces` in batches.
 
 Unset, nothing of OpenTelemetry is even imported: no middleware, no event listener, no wrapped
-transport, nothing to slow a request down. `/healthz`, `/readyz` and `/metrics` are never traced.
+transport, nothing to slow a request down. `/healthz`, `/readyz` and `/metrics` are never
+traced. Log lines carry the trace and span ids (`trace_id`, `span_id` in JSON).
 The service is named `megapolis-api` unless `OTEL_SERVICE_NAME` says otherwise; the exporter
 reads the other standard `OTEL_EXPORTER_OTLP_*` variables (headers, timeout, TLS) itself.
 """
@@ -11,6 +12,7 @@ reads the other standard `OTEL_EXPORTER_OTLP_*` variables (headers, timeout, TLS
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 import httpx
@@ -45,6 +47,27 @@ class UntracedPaths:
                 await self.app(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class TraceContextFilter(logging.Filter):
+    """Puts the current span's `trace_id` and `span_id` on each log record (JSON lines show
+    them): from a log line to its trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from opentelemetry import trace
+
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = f"{context.trace_id:032x}"
+            record.span_id = f"{context.span_id:016x}"
+        return True
+
+
+def add_trace_ids_to_logs() -> None:
+    """On the `app` loggers' handler (app/logging.py), once."""
+    for handler in logging.getLogger("app").handlers:
+        if not any(isinstance(f, TraceContextFilter) for f in handler.filters):
+            handler.addFilter(TraceContextFilter())
 
 
 class Tracing:
@@ -110,4 +133,5 @@ def install_tracing(
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing = Tracing(provider)
     tracing.instrument_app(app)
+    add_trace_ids_to_logs()
     return tracing
