@@ -29,7 +29,7 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  let ruff fix what it can and format the code"
 	@echo "make clean   remove .venv, .tools and the tools' caches"
-	@echo "make bench   benchmark against bare FastAPI references (needs wrk and PostgreSQL)"
+	@echo "make bench   benchmark against same-work FastAPI + asyncpg references (needs wrk and PostgreSQL)"
 	@echo "make compose-check  build the image, run and check the Compose stack (root, shared tool)"
 
 $(POETRY):
