@@ -24,6 +24,8 @@ import pytest
 
 from tests.conftest import IN_CI, PROJECT_ROOT, PostgresServer
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 STARTUP_LIMIT = 240.0  # seeding, migrating and starting four servers on a busy 2-core machine
 CLEANUP_LIMIT = 90.0  # servers stopped (20 s each at most), database dropped
 

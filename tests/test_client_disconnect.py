@@ -16,6 +16,8 @@ from tests.conftest import asgi_client, make_settings, migrate
 from tests.processes import RunningServer, running_server
 from tests.prometheus import MetricValues
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 DEADLINE = 30.0
 
 

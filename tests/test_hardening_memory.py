@@ -22,9 +22,10 @@ import pytest
 
 from tests.processes import RunningServer, running_server
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status"
-)
+pytestmark = [
+    pytest.mark.processes,  # the slow part of the suite: `make test-quick` leaves it out
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status"),
+]
 
 CONNECTIONS = 300
 BODY_BYTES = 1_048_576  # MAX_BODY_BYTES: each request is within the per-request limit

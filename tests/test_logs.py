@@ -22,6 +22,8 @@ from tests.processes import RunningServer, running_server
 from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import EXCHANGE, STORAGE_KEY, base64url_json, bearer
 
+pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
+
 OLD_EMAIL = "ada.secret-mail@example.com"
 NEW_EMAIL = "ada.new-secret-mail@example.org"
 JSON_FIELDS = {"time", "level", "logger", "message", "request_id"}

@@ -21,9 +21,12 @@ from tests.conftest import make_settings, migrate
 from tests.processes import RunningServer, running_server
 from tests.prometheus import MetricValues
 
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/net/tcp").exists(), reason="reads which worker serves a connection in /proc"
-)
+pytestmark = [
+    pytest.mark.processes,  # the slow part of the suite: `make test-quick` leaves it out
+    pytest.mark.skipif(
+        not Path("/proc/net/tcp").exists(), reason="reads which worker serves a connection in /proc"
+    ),
+]
 
 ROOT_REQUESTS = {"method": "GET", "route": "/", "status": "200"}
 DEADLINE = 30.0
