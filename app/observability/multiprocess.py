@@ -73,4 +73,15 @@ def process_exists(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # another user's process: alive
-    return True
+    return not is_zombie(pid)
+
+
+def is_zombie(pid: int) -> bool:
+    """A worker that was killed but not yet reaped by Uvicorn's supervisor still answers
+    `kill(pid, 0)`; its gauges must leave the sums all the same (Linux: /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # "pid (command) state ...": the command may hold spaces and parentheses.
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
