@@ -208,6 +208,20 @@ class ManageForks:
             ["manage.py", *args], int(status), stdout.read_text(), stderr.read_text()
         )
 
+    def manage(
+        self, *args: str, database_url: str, **settings: str
+    ) -> subprocess.CompletedProcess[str]:
+        """`run` with the environment `launch_server` gives: the test settings, `settings` on
+        top."""
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "JWT_SECRET_KEY": TEST_SECRET,
+            "APP_ENV": "test",
+            **settings,
+        }
+        return self.run(*args, env=env)
+
     def close(self) -> None:
         assert self.server.stdin is not None
         self.server.stdin.close()

@@ -21,10 +21,9 @@ from sqlalchemy import text
 from app.db.engine import create_engine
 from app.main import create_app
 from app.security import issue_token
-from tests.conftest import IN_CI, make_settings
+from tests.conftest import IN_CI, PROJECT_ROOT, make_settings
 from tests.postgres_tls import TLSPostgres, find_initdb
-from tests.processes import RunningServer, running_server
-from tests.test_cli import manage
+from tests.processes import ManageForks, RunningServer, manage_forks, running_server
 
 pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
 
@@ -109,7 +108,7 @@ async def authenticated_read(url: str) -> httpx.Response:
 @pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("mode", ["require", "verify-full"])
 async def test_tls_through_the_app_and_the_cli(
-    tls_server: TLSPostgres, driver: str, mode: str
+    tls_server: TLSPostgres, driver: str, mode: str, forks: ManageForks
 ) -> None:
     query = {"sslmode": mode}
     if mode == "verify-full":
@@ -118,7 +117,7 @@ async def test_tls_through_the_app_and_the_cli(
 
     assert (await tls_version(url) or "").startswith("TLSv1.")
     assert (await readyz(url)).json() == {"status": "ok", "database": "ok"}
-    upgraded = manage("upgrade", database_url=url)
+    upgraded = forks.manage("upgrade", database_url=url)
     assert upgraded.returncode == 0, upgraded.stderr
 
 
@@ -197,11 +196,15 @@ def failing_url(tls_server: TLSPostgres, driver: str, case: str) -> tuple[str, s
 @pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("case", list(FAILURES))
 async def test_tls_failures_are_one_line_and_logged_behind_the_503(
-    tls_server: TLSPostgres, driver: str, case: str, app_log: pytest.LogCaptureFixture
+    tls_server: TLSPostgres,
+    driver: str,
+    case: str,
+    app_log: pytest.LogCaptureFixture,
+    forks: ManageForks,
 ) -> None:
     url, what, fix = failing_url(tls_server, driver, case)
 
-    result = manage("upgrade", database_url=url)
+    result = forks.manage("upgrade", database_url=url)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert what in result.stderr and fix in result.stderr, result.stderr
@@ -213,11 +216,21 @@ async def test_tls_failures_are_one_line_and_logged_behind_the_503(
         assert any(what in reason and fix in reason for reason in reasons), (logger, reasons)
 
 
+@pytest.fixture(scope="module")
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
+    """The one-line failures below, forked from one process that imported manage.py (the other
+    tests start `manage.py run` for real)."""
+    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
+        yield running
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
-def test_wrong_password_is_one_line(tls_server: TLSPostgres, driver: str) -> None:
+def test_wrong_password_is_one_line(
+    tls_server: TLSPostgres, driver: str, forks: ManageForks
+) -> None:
     url = tls_server.url(driver, password="not-the-password", sslmode="require")
     for command in (["upgrade"], ["run", "--no-reload"]):
-        result = manage(*command, database_url=url)
+        result = forks.manage(*command, database_url=url)
         assert result.returncode == 1, result.stderr
         assert result.stderr.count("\n") == 1, result.stderr
         assert 'password authentication failed for user "megapolis"' in result.stderr

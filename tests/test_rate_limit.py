@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -38,7 +36,7 @@ from app.main import create_app
 from app.models.user import User
 from app.rate_limit.limiter import CALL_BUDGET, KEY_PREFIX
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_settings, migrate, supabase_settings
-from tests.processes import RunningServer, running_server
+from tests.processes import ManageForks, RunningServer, manage_forks, running_server
 from tests.redis_server import RedisServer, started_redis_server
 from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import EXCHANGE, bearer
@@ -536,6 +534,14 @@ def test_malformed_values_are_refused(name: str, value: str, message: str) -> No
         settings(**{name: value})
 
 
+@pytest.fixture(scope="module")
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
+    """`manage.py run` for both cases below, forked from one process that imported manage.py
+    (tests/processes.py): one cold start instead of two."""
+    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
+        yield running
+
+
 @pytest.mark.processes
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
@@ -545,22 +551,16 @@ def test_malformed_values_are_refused(name: str, value: str, message: str) -> No
     ],
 )
 def test_manage_py_run_refuses_a_malformed_setting_in_one_line(
-    sqlite_url: str, name: str, value: str, expected: str
+    sqlite_url: str, name: str, value: str, expected: str, forks: ManageForks
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "run", "--no-reload", "--port", "1"],
-        cwd=PROJECT_ROOT,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "DATABASE_URL": sqlite_url,
-            "JWT_SECRET_KEY": TEST_SECRET,
-            "APP_ENV": "test",
-            name: value,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": sqlite_url,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "APP_ENV": "test",
+        name: value,
+    }
+    result = forks.run("run", "--no-reload", "--port", "1", env=env)
     assert result.returncode == 1, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -29,9 +29,11 @@ from app.supabase import dev_server
 from tests.conftest import PROJECT_ROOT, delete_all_rows, make_settings
 from tests.processes import (
     STARTUP_LIMIT,
+    ManageForks,
     RunningServer,
     copy_project,
     free_port,
+    manage_forks,
     running_server,
 )
 
@@ -159,23 +161,24 @@ async def test_a_newcomer_signs_in_with_it(
         assert "dev-supabase stopped" in fake.text()
 
 
+@pytest.fixture(scope="module")
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
+    """The refusals below, forked from one process that imported manage.py (tests/processes.py);
+    the dot-env test runs a real cold start."""
+    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
+        yield running
+
+
 def refused(
-    env: dict[str, str], cwd: Path = PROJECT_ROOT, *args: str
+    forks: ManageForks, env: dict[str, str], *args: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        dev_supabase_command(*args),
-        cwd=cwd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=STARTUP_LIMIT,
-    )
+    return forks.run("dev-supabase", *args, env={**os.environ, **env})
 
 
 @pytest.mark.parametrize("app_env", ["Production", "staging"])
-def test_it_refuses_to_run_outside_development(app_env: str) -> None:
+def test_it_refuses_to_run_outside_development(app_env: str, forks: ManageForks) -> None:
     port = free_port()
-    result = refused({"APP_ENV": app_env}, PROJECT_ROOT, "--port", str(port))
+    result = refused(forks, {"APP_ENV": app_env}, "--port", str(port))
     assert result.returncode == 1
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
@@ -205,12 +208,12 @@ def test_it_reads_app_env_from_dot_env_too(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1 and "APP_ENV=production" in result.stderr
 
 
-def test_a_taken_port_is_one_line() -> None:
+def test_a_taken_port_is_one_line(forks: ManageForks) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = refused({}, PROJECT_ROOT, "--port", str(port))
+        result = refused(forks, {}, "--port", str(port))
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert f"127.0.0.1:{port}" in line and "--port" in line

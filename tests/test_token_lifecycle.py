@@ -5,7 +5,9 @@ CLI, deactivation, an email change, deletion (ids reused or not), key rotation, 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,6 +21,7 @@ from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
 from tests.conftest import (
+    PROJECT_ROOT,
     TEST_SECRET,
     AuthHeaders,
     UserFactory,
@@ -26,8 +29,8 @@ from tests.conftest import (
     make_settings,
     one_database,
 )
+from tests.processes import ManageForks, manage_forks
 from tests.supabase_fake import FakeSupabase
-from tests.test_cli import manage
 
 OLD_KEY = "the-previous-signing-key-0123456789-abcdef"
 
@@ -153,21 +156,33 @@ async def test_revoke_tokens_is_for_superusers_only(
 # --- the command line ---------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
+    """`manage.py` runs for both databases, forked from one process (tests/processes.py)."""
+    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
+        yield running
+
+
+@pytest.mark.processes
 async def test_cli_revokes_tokens(
     client: httpx.AsyncClient,
     make_user: UserFactory,
     auth: AuthHeaders,
     database_url: str,
-    backend: str,
+    forks: ManageForks,
 ) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "APP_ENV": "test",
+    }
     user = await make_user("cli-revoke@example.com")
     other = await make_user()
     headers = auth(user)
     assert (await client.get("/auth/me", headers=headers)).status_code == 200
 
-    result = await asyncio.to_thread(
-        manage, "revoke-tokens", "CLI-Revoke@example.com", database_url=database_url
-    )
+    result = await asyncio.to_thread(forks.run, "revoke-tokens", "CLI-Revoke@example.com", env=env)
     assert result.returncode == 0, result.stderr
     assert (
         result.stdout.strip() == f"revoked every API token of cli-revoke@example.com (id {user.id})"
@@ -175,9 +190,7 @@ async def test_cli_revokes_tokens(
     assert (await client.get("/auth/me", headers=headers)).status_code == 401
     assert (await client.get("/auth/me", headers=auth(other))).status_code == 200
 
-    unknown = await asyncio.to_thread(
-        manage, "revoke-tokens", "nobody@example.com", database_url=database_url
-    )
+    unknown = await asyncio.to_thread(forks.run, "revoke-tokens", "nobody@example.com", env=env)
     assert unknown.returncode == 1
     assert unknown.stdout == ""
     assert unknown.stderr.strip().splitlines() == ["error: no user with email 'nobody@example.com'"]
