@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("APP_ENV", "test")
@@ -35,8 +36,8 @@ from app.db.database import Database
 from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
+from app.supabase.fake import FakeSupabase
 from manage import alembic_config
-from tests.supabase_fake import FakeSupabase
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -95,6 +96,17 @@ class PostgresServer:
         host = base.get("host", "127.0.0.1")
         port = base.get("port", 5432)
         return f"postgresql+{driver}://{user}{password}@{host}:{port}/{name}"
+
+
+@pytest.fixture
+def app_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Records of the `app` loggers (which do not propagate to the root logger caplog watches)."""
+    logger = logging.getLogger("app")
+    logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture(scope="session")

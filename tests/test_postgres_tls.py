@@ -9,7 +9,6 @@ answered 503 without a word in the log.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,17 +47,6 @@ def no_libpq_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PG") or name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def app_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Records of the `app` loggers (which do not propagate to the root logger)."""
-    logger = logging.getLogger("app")
-    logger.addHandler(caplog.handler)
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
 
 
 async def tls_version(url: str) -> str | None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.supabase.fake import USER_PATH, FakeSupabase, Scripted
 from tests.conftest import SupabaseAppFactory, asgi_client, make_settings, migrate
-from tests.supabase_fake import USER_PATH, FakeSupabase, Scripted
 from tests.supabase_headers import EXCHANGE, STORAGE_KEY, base64url_json, bearer
 
 INVALID_TOKEN = "Invalid or expired Supabase token"
@@ -26,17 +25,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite+aiosqlite:///{Path(tmp_path_factory.mktemp('supabase')) / 'errors.db'}"
     migrate(make_settings(url))
     return url
-
-
-@pytest.fixture
-def app_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Records of the `app` loggers (which do not propagate to the root logger caplog watches)."""
-    logger = logging.getLogger("app")
-    logger.addHandler(caplog.handler)
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
 
 
 def assert_unauthorized(response: httpx.Response, detail: str = INVALID_TOKEN) -> None:

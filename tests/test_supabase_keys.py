@@ -8,13 +8,12 @@ either generation are sent as they are; the fake's gateway accepts exactly the p
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from app.supabase.fake import FakeSupabase
 from tests.conftest import SupabaseAppFactory, asgi_client, make_settings
-from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import EXCHANGE, bearer
 
 KEYS = [
@@ -23,16 +22,6 @@ KEYS = [
     pytest.param("SUPABASE_SERVICE_ROLE_KEY", "secret_key", id="sb_secret_"),
     pytest.param("SUPABASE_SERVICE_ROLE_KEY", "service_role_key", id="legacy service_role JWT"),
 ]
-
-
-@pytest.fixture
-def app_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    logger = logging.getLogger("app")
-    logger.addHandler(caplog.handler)
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
 
 
 @pytest.mark.parametrize(("setting", "key"), KEYS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,9 +14,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.supabase.fake import FakeSupabase, FakeUser
 from app.supabase.fake.users import utc_now
 from tests.conftest import SupabaseAppFactory, asgi_client, make_settings, one_database
-from tests.supabase_fake import FakeSupabase, FakeUser
 from tests.supabase_headers import EXCHANGE, bearer
 from tests.test_supabase_exchange import add_user, rows
 
@@ -60,16 +60,6 @@ async def hooked(
         asgi_client(app) as client,
     ):
         yield Hooked(app, client, supabase_fake)
-
-
-@pytest.fixture
-def app_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    logger = logging.getLogger("app")
-    logger.addHandler(caplog.handler)
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)
 
 
 class TestWhoMayCall:
