@@ -14,8 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from app.fields import SINGLE_LINE_PATTERN, single_line
 from app.schemas.base import RequestSchema
+from app.supabase.fake import FakeSupabase
 from tests.conftest import AuthHeaders, UserFactory
-from tests.supabase_fake import FakeSupabase
 
 USERS = "/api/v1/users/"
 EXCHANGE = "/auth/verify_supabase_token"

@@ -17,9 +17,9 @@ import pytest
 from pydantic import ValidationError
 
 from app.observability.json_logs import JsonFormatter
+from app.supabase.fake import FakeSupabase
 from tests.conftest import make_settings, migrate
 from tests.processes import RunningServer, running_server
-from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import EXCHANGE, STORAGE_KEY, base64url_json, bearer
 
 pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from app.main import create_app
 from app.observability.http_metrics import MetricsMiddleware
+from app.supabase.fake import USER_PATH, FakeSupabase, Scripted
 from tests.conftest import (
     AuthHeaders,
     PostgresServer,
@@ -27,7 +28,6 @@ from tests.conftest import (
     make_settings,
 )
 from tests.prometheus import MetricValues
-from tests.supabase_fake import USER_PATH, FakeSupabase, Scripted
 
 EXCHANGE = "/auth/verify_supabase_token"
 REQUESTS = "megapolis_http_requests_total"

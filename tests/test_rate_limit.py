@@ -35,10 +35,10 @@ from app.db.database import Database
 from app.main import create_app
 from app.models.user import User
 from app.rate_limit.limiter import CALL_BUDGET, KEY_PREFIX
+from app.supabase.fake import FakeSupabase
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_settings, migrate, supabase_settings
 from tests.processes import ManageForks, RunningServer, manage_forks, running_server
 from tests.redis_server import RedisServer, started_redis_server
-from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import EXCHANGE, bearer
 
 STORAGES = ["memory", pytest.param("redis", marks=pytest.mark.processes)]  # a redis-server each

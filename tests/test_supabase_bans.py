@@ -12,9 +12,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.supabase.fake import USER_PATH, FakeSupabase, Scripted
 from app.supabase.fake.users import api_time, utc_now
 from tests.conftest import SupabaseAppFactory, asgi_client, one_database
-from tests.supabase_fake import USER_PATH, FakeSupabase, Scripted
 from tests.supabase_headers import EXCHANGE, bearer
 from tests.test_supabase_exchange import add_user, rows
 

@@ -20,9 +20,9 @@ from sqlalchemy import select
 from app.db.database import Database
 from app.models.user import User
 from app.security import issue_token
+from app.supabase.fake import USER_PATH, FakeSupabase, FakeUser, Scripted
 from tests.conftest import SupabaseAppFactory, asgi_client, make_settings, migrate
 from tests.processes import RunningServer, running_server
-from tests.supabase_fake import USER_PATH, FakeSupabase, FakeUser, Scripted
 from tests.supabase_headers import (
     EXCHANGE,
     STORAGE_KEY,

@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from tests.supabase_fake import (
+from app.supabase.fake import (
     API_VERSION,
     JWKS_PATH,
     LOGOUT_PATH,

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from app.supabase.fake import JWKS_PATH, FakeSupabase, Scripted
 from app.supabase.jwks import JwksCache, usable_keys
-from tests.supabase_fake import JWKS_PATH, FakeSupabase, Scripted
 
 
 class Clock:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.supabase.fake import FakeSupabase
 from tests.conftest import SupabaseAppFactory, asgi_client
-from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import EXCHANGE, bearer
 from tests.test_supabase_exchange import add_user, rows
 

@@ -15,8 +15,8 @@ from fastapi import FastAPI
 
 from app.db.database import Database
 from app.models.user import User
+from app.supabase.fake import JWKS_PATH, FakeSupabase, FakeUser, Scripted
 from tests.conftest import SupabaseAppFactory, asgi_client, one_database
-from tests.supabase_fake import JWKS_PATH, FakeSupabase, FakeUser, Scripted
 from tests.supabase_headers import EXCHANGE, bearer
 
 

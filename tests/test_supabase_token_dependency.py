@@ -12,8 +12,8 @@ from fastapi import FastAPI
 
 from app.dependencies import SupabaseToken
 from app.main import create_app
+from app.supabase.fake import FakeSupabase
 from tests.conftest import asgi_client, make_settings, migrate, supabase_settings
-from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import STORAGE_KEY, base64url_json, bearer
 
 PROBE = "/probe"

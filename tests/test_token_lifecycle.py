@@ -20,6 +20,7 @@ from app.config import ConfigurationError
 from app.main import create_app
 from app.models.user import User
 from app.security import issue_token
+from app.supabase.fake import FakeSupabase
 from tests.conftest import (
     PROJECT_ROOT,
     TEST_SECRET,
@@ -30,7 +31,6 @@ from tests.conftest import (
     one_database,
 )
 from tests.processes import ManageForks, manage_forks
-from tests.supabase_fake import FakeSupabase
 
 OLD_KEY = "the-previous-signing-key-0123456789-abcdef"
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from app.logging import RequestContextFilter, configure_logging
 from app.main import create_app
+from app.supabase.fake import FakeSupabase
 from tests.conftest import (
     PROJECT_ROOT,
     asgi_client,
@@ -28,7 +29,6 @@ from tests.conftest import (
     make_settings,
     supabase_settings,
 )
-from tests.supabase_fake import FakeSupabase
 from tests.supabase_headers import EXCHANGE, bearer
 
 COLLECTOR = "http://127.0.0.1:4318"

@@ -1,6 +1,6 @@
 """A fake Supabase Auth server: real HTTP on 127.0.0.1, Supabase's real answers.
 
-For tests (`tests/supabase_fake.py`, the `supabase_fake` fixture) and for trying sign-in without
+For tests (the `supabase_fake` fixture in tests/conftest.py) and for trying sign-in without
 a Supabase project (`manage.py dev-supabase`). It only ever binds to the loopback interface.
 
 Point `SUPABASE_URL` at `fake.url` (the storage header is then `sb-127-auth-token`) and the API
