@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psycopg
@@ -38,6 +38,9 @@ from app.models.user import User
 from app.security import issue_token
 from app.supabase.fake import FakeSupabase
 from manage import alembic_config
+
+if TYPE_CHECKING:
+    from tests.processes import ManageForks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -96,6 +99,17 @@ class PostgresServer:
         host = base.get("host", "127.0.0.1")
         port = base.get("port", 5432)
         return f"postgresql+{driver}://{user}{password}@{host}:{port}/{name}"
+
+
+@pytest.fixture(scope="module")
+def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
+    """`manage.py` commands of one test module, each a new process forked from one that imported
+    manage.py once (tests/processes.py `ManageForks`): for many short commands; the plain
+    subprocess tests keep a real cold start covered."""
+    from tests.processes import manage_forks  # tests.processes imports this module
+
+    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
+        yield running
 
 
 @pytest.fixture

@@ -58,12 +58,6 @@ def manage(
     )
 
 
-@pytest.fixture(scope="module")
-def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
-    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
-        yield running
-
-
 def forked(forks: ManageForks, *args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     """`manage(...)` for a sequence of commands, forked (tests/processes.py ManageForks): the
     tests below that run `manage` itself keep the cold start covered."""

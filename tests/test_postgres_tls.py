@@ -20,9 +20,9 @@ from sqlalchemy import text
 from app.db.engine import create_engine
 from app.main import create_app
 from app.security import issue_token
-from tests.conftest import IN_CI, PROJECT_ROOT, make_settings
+from tests.conftest import IN_CI, make_settings
 from tests.postgres_tls import TLSPostgres, find_initdb
-from tests.processes import ManageForks, RunningServer, manage_forks, running_server
+from tests.processes import ManageForks, RunningServer, running_server
 
 pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
 
@@ -202,14 +202,6 @@ async def test_tls_failures_are_one_line_and_logged_behind_the_503(
     for logger in ("app.db", "app.errors"):  # /readyz's, then the exception handlers'
         reasons = [r.getMessage() for r in app_log.records if r.name == logger]
         assert any(what in reason and fix in reason for reason in reasons), (logger, reasons)
-
-
-@pytest.fixture(scope="module")
-def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
-    """The one-line failures below, forked from one process that imported manage.py (the other
-    tests start `manage.py run` for real)."""
-    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
-        yield running
 
 
 @pytest.mark.parametrize("driver", DRIVERS)

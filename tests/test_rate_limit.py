@@ -36,8 +36,8 @@ from app.main import create_app
 from app.models.user import User
 from app.rate_limit.limiter import CALL_BUDGET, KEY_PREFIX
 from app.supabase.fake import FakeSupabase
-from tests.conftest import PROJECT_ROOT, TEST_SECRET, make_settings, migrate, supabase_settings
-from tests.processes import ManageForks, RunningServer, manage_forks, running_server
+from tests.conftest import TEST_SECRET, make_settings, migrate, supabase_settings
+from tests.processes import ManageForks, RunningServer, running_server
 from tests.redis_server import RedisServer, started_redis_server
 from tests.supabase_headers import EXCHANGE, bearer
 
@@ -532,14 +532,6 @@ def test_rate_limits_accepted(value: str) -> None:
 def test_malformed_values_are_refused(name: str, value: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         settings(**{name: value})
-
-
-@pytest.fixture(scope="module")
-def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
-    """`manage.py run` for both cases below, forked from one process that imported manage.py
-    (tests/processes.py): one cold start instead of two."""
-    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
-        yield running
 
 
 @pytest.mark.processes

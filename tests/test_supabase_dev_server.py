@@ -33,7 +33,6 @@ from tests.processes import (
     RunningServer,
     copy_project,
     free_port,
-    manage_forks,
     running_server,
 )
 
@@ -159,14 +158,6 @@ async def test_a_newcomer_signs_in_with_it(
         assert fake.process.wait(timeout=STARTUP_LIMIT) == 0
         time.sleep(0.2)
         assert "dev-supabase stopped" in fake.text()
-
-
-@pytest.fixture(scope="module")
-def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
-    """The refusals below, forked from one process that imported manage.py (tests/processes.py);
-    the dot-env test runs a real cold start."""
-    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
-        yield running
 
 
 def refused(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,7 +21,6 @@ from app.models.user import User
 from app.security import issue_token
 from app.supabase.fake import FakeSupabase
 from tests.conftest import (
-    PROJECT_ROOT,
     TEST_SECRET,
     AuthHeaders,
     UserFactory,
@@ -30,7 +28,7 @@ from tests.conftest import (
     make_settings,
     one_database,
 )
-from tests.processes import ManageForks, manage_forks
+from tests.processes import ManageForks
 
 OLD_KEY = "the-previous-signing-key-0123456789-abcdef"
 
@@ -154,13 +152,6 @@ async def test_revoke_tokens_is_for_superusers_only(
 
 
 # --- the command line ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
-    """`manage.py` runs for both databases, forked from one process (tests/processes.py)."""
-    with manage_forks(PROJECT_ROOT, tmp_path_factory.mktemp("forks")) as running:
-        yield running
 
 
 @pytest.mark.processes
