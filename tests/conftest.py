@@ -102,6 +102,14 @@ class PostgresServer:
 
 
 @pytest.fixture(scope="module")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite file for one test module: for tests that start a server process."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'megapolis.db'}"
+    migrate(make_settings(url))
+    return url
+
+
+@pytest.fixture(scope="module")
 def forks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManageForks]:
     """`manage.py` commands of one test module, each a new process forked from one that imported
     manage.py once (tests/processes.py `ManageForks`): for many short commands; the plain

@@ -12,20 +12,13 @@ import pytest
 from fastapi import FastAPI
 
 from app.main import create_app
-from tests.conftest import asgi_client, make_settings, migrate
+from tests.conftest import asgi_client, make_settings
 from tests.processes import RunningServer, running_server
 from tests.prometheus import MetricValues
 
 pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
 
 DEADLINE = 30.0
-
-
-@pytest.fixture(scope="module")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('disconnect') / 'megapolis.db'}"
-    migrate(make_settings(url))
-    return url
 
 
 def send_half_a_body_and_leave(port: int, request_id: str) -> None:

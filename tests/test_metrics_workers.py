@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_settings, migrate
 from tests.processes import RunningServer, running_server
 from tests.prometheus import MetricValues
 
@@ -30,13 +29,6 @@ pytestmark = [
 
 ROOT_REQUESTS = {"method": "GET", "route": "/", "status": "200"}
 DEADLINE = 30.0
-
-
-@pytest.fixture(scope="module")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('workers') / 'megapolis.db'}"
-    migrate(make_settings(url))
-    return url
 
 
 def group_processes(group: int) -> list[int]:

@@ -36,20 +36,13 @@ from app.main import create_app
 from app.models.user import User
 from app.rate_limit.limiter import CALL_BUDGET, KEY_PREFIX
 from app.supabase.fake import FakeSupabase
-from tests.conftest import TEST_SECRET, make_settings, migrate, supabase_settings
+from tests.conftest import TEST_SECRET, supabase_settings
 from tests.processes import ManageForks, RunningServer, running_server
 from tests.redis_server import RedisServer, started_redis_server
 from tests.supabase_headers import EXCHANGE, bearer
 
 STORAGES = ["memory", pytest.param("redis", marks=pytest.mark.processes)]  # a redis-server each
 MINUTE_LIMIT = "3/minute"
-
-
-@pytest.fixture(scope="module")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('rate_limit') / 'megapolis.db'}"
-    migrate(make_settings(url))
-    return url
 
 
 @pytest.fixture
