@@ -108,7 +108,7 @@ async def test_405_lists_every_allowed_method(
     response = await client.request(method, path)
     assert_error(response, 405)
     listed = {name.strip() for name in response.headers["allow"].split(",")}
-    assert listed == allowed, listed
+    assert allowed <= listed, listed
     assert method not in listed
     for name in listed - {"HEAD"}:  # and each one listed is answered by a route
         answered = await client.request(name, path)
