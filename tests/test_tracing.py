@@ -21,9 +21,11 @@ from pydantic import ValidationError
 
 from app.logging import RequestContextFilter, configure_logging
 from app.main import create_app
+from app.security import issue_token
 from app.supabase.fake import FakeSupabase
 from tests.conftest import (
     PROJECT_ROOT,
+    UserFactory,
     asgi_client,
     delete_all_rows,
     make_settings,
@@ -78,6 +80,26 @@ async def test_an_exchange_is_one_server_span_with_database_and_supabase_childre
     assert supabase[0].kind is SpanKind.CLIENT
     assert {s.context.trace_id for s in spans if s.context} == {server.context.trace_id}
     assert token not in str([dict(s.attributes or {}) for s in spans])
+
+
+async def test_the_callers_read_is_a_database_span(
+    traced: tuple[FastAPI, InMemorySpanExporter], make_user: UserFactory
+) -> None:
+    """Traced, the caller's read goes through the engine (not asyncpg's connection alone, which
+    SQLAlchemy's instrumentation does not see): every authenticated request shows it."""
+    application, exporter = traced
+    user = await make_user("traced@example.com")
+    token = issue_token(application.state.settings, user).token
+    async with asgi_client(application) as http:
+        assert (await http.get("/auth/me", headers=bearer(token))).status_code == 200
+    spans = exporter.get_finished_spans()
+    [server] = [s for s in spans if s.kind is SpanKind.SERVER]
+    statements = [
+        str(s.attributes.get("db.statement", ""))
+        for s in children_of(server, spans)
+        if s.attributes
+    ]
+    assert any("FROM users" in statement for statement in statements), statements
 
 
 async def test_a_callers_trace_is_continued(traced: tuple[FastAPI, InMemorySpanExporter]) -> None:
