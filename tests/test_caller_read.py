@@ -69,7 +69,10 @@ async def one_connection_app(database_url: str) -> AsyncIterator[FastAPI]:
 
 @on_postgresql
 async def test_a_killed_pooled_connection_costs_the_caller_nothing(
-    one_connection_app: FastAPI, make_user: UserFactory, auth: AuthHeaders
+    one_connection_app: FastAPI,
+    make_user: UserFactory,
+    auth: AuthHeaders,
+    app_log: pytest.LogCaptureFixture,
 ) -> None:
     """The pool's only connection is killed by the server (a restart, a failover, an idle
     timeout): the read on it fails, the connection is discarded, and the read is done again on
@@ -88,3 +91,5 @@ async def test_a_killed_pooled_connection_costs_the_caller_nothing(
             answer = await http.get("/auth/me", headers=headers)
             assert answer.status_code == 200, answer.text
             assert answer.json()["user"]["email"] == "killed@example.com"
+    [retried] = [r.getMessage() for r in app_log.records if "caller failed" in r.getMessage()]
+    assert "connection" in retried.split("(", 1)[1], retried
