@@ -59,9 +59,14 @@ class Database:
         )
         """The same engine and pool, with each statement outside a transaction: a read is one
         round trip instead of BEGIN + SELECT + ROLLBACK."""
-        self.reads_on_driver = self.allows_autocommit and self.engine.dialect.driver == "asyncpg"
+        self.reads_on_driver = (
+            self.allows_autocommit
+            and self.engine.dialect.driver == "asyncpg"
+            # Traced, every query goes through the engine, whose instrumentation makes its span.
+            and not settings.OTEL_EXPORTER_OTLP_ENDPOINT
+        )
         """Whether the caller's read may run on asyncpg's connection itself, outside SQLAlchemy's
-        execution layer (`app/authentication.py`). Tracing turns it off: that read has no span."""
+        execution layer (`app/authentication.py`)."""
         self.read_sessionmaker = create_sessionmaker(self.autocommit_engine, ReadOnlySession)
         """Sessions for routes that only read. Each query sees what is committed when it runs
         (READ COMMITTED, as inside a transaction), but two queries are not one snapshot: a page

@@ -22,7 +22,7 @@ async def observing(
 ) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         if tracing is not None:
-            tracing.instrument_clients(app.state.database, app.state.supabase.http)
+            tracing.instrument_clients(app.state.database.engine, app.state.supabase.http)
             stack.push_async_callback(tracing.aclose)
         if settings.METRICS_ENABLED and multiprocess_directory() is not None:
             stack.callback(mark_this_worker_dead)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
-from app.db.database import Database
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -89,15 +89,13 @@ class Tracing:
         )
         app.add_middleware(UntracedPaths)
 
-    def instrument_clients(self, database: Database, http: httpx.AsyncClient) -> None:
+    def instrument_clients(self, engine: AsyncEngine, http: httpx.AsyncClient) -> None:
         """The database engine and the Supabase HTTP client, once made (in the lifespan)."""
-        # Every query through the engine gets a span; the caller's read on the driver would not.
-        database.reads_on_driver = False
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
         SQLAlchemyInstrumentor().instrument(
-            engine=database.engine.sync_engine, tracer_provider=self.provider
+            engine=engine.sync_engine, tracer_provider=self.provider
         )
         HTTPXClientInstrumentor.instrument_client(http, tracer_provider=self.provider)
 
