@@ -7,14 +7,13 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from app.config import Settings, get_settings
 from app.db.database import Database
 from app.exception_handlers import install_exception_handlers
 from app.logging import configure_logging
 from app.middlewares import RequestContextMiddleware, RequestLimitsMiddleware
-from app.observability.http_metrics import MetricsMiddleware
+from app.observability.http_metrics import HttpMetrics
 from app.observability.lifespan import observing
 from app.observability.routes import RouteTemplates
 from app.observability.tracing import install_tracing
@@ -57,7 +56,7 @@ def create_app(
     # OpenTelemetry only with OTEL_EXPORTER_OTLP_ENDPOINT (None otherwise; nothing installed).
     tracing = install_tracing(app, settings, span_exporter)
 
-    # Innermost first. Limits inside CORS, so a browser can read a 413/414/431.
+    # Innermost first. The limits inside CORS, so a browser can read a 413/414/431.
     app.add_middleware(
         RequestLimitsMiddleware,
         max_body_bytes=settings.MAX_BODY_BYTES,
@@ -65,23 +64,25 @@ def create_app(
         body_timeout_seconds=settings.BODY_TIMEOUT_SECONDS,
         allowed_hosts=settings.ALLOWED_HOSTS,
     )
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-        # "*" lets the preflight allow Authorization, Content-Type and sb-<ref>-auth-token(.N).
-        allow_headers=["*"],
-        expose_headers=["X-Request-ID", "Retry-After"],
-        max_age=600,
-    )
-    # Outermost: every answer (CORS refusals, 4xx from the limits, the last-resort 500) carries
-    # X-Request-ID and the security headers, and is logged.
+    # Outermost, one layer: every answer (CORS refusals, 4xx from the limits, the last-resort
+    # 500) carries X-Request-ID and the security headers, is logged, and is counted in the
+    # metrics when METRICS_ENABLED (without them, requests pay nothing for metrics). CORS
+    # (Starlette's middleware) runs inside it, for requests with an Origin header.
     docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
-    app.add_middleware(RequestContextMiddleware, route_templates=route_templates, docs_paths=docs)
-    if settings.METRICS_ENABLED:
-        # Outside everything: it counts every answer, the other middlewares' included. Without
-        # it (and GET /metrics, app/router.py), requests pay nothing for metrics.
-        app.add_middleware(MetricsMiddleware, route_templates=route_templates)
+    app.add_middleware(
+        RequestContextMiddleware,
+        route_templates=route_templates,
+        docs_paths=docs,
+        metrics=HttpMetrics() if settings.METRICS_ENABLED else None,
+        cors={
+            "allow_origins": settings.cors_origins,
+            "allow_methods": ["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            # "*" lets the preflight allow Authorization, Content-Type and sb-<ref>-auth-token(.N).
+            "allow_headers": ["*"],
+            "expose_headers": ["X-Request-ID", "Retry-After"],
+            "max_age": 600,
+        },
+    )
     return app
 
 
