@@ -39,7 +39,7 @@ SUPABASE_CALLS = "megapolis_supabase_request_duration_seconds_count"
 def outermost_layer_metrics(application: FastAPI) -> object:
     """The metrics the app's outermost middleware records requests in (None: none)."""
     outermost = application.user_middleware[0]
-    assert outermost.cls is RequestContextMiddleware
+    assert getattr(outermost.cls, "__name__", "") == RequestContextMiddleware.__name__
     return outermost.kwargs["metrics"]
 
 
