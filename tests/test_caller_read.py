@@ -29,7 +29,7 @@ from tests.conftest import (
 on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 
-def column_values(user: User) -> dict[str, object]:
+def column_values(user: object) -> dict[str, object]:
     return {attr.key: attr.value for attr in inspect(user).attrs}
 
 
