@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import inspect, text
 
 from app.authentication import read_caller
+from app.db.base import Base
 from app.db.database import Database
 from app.db.rows import read_by_id
 from app.main import create_app
@@ -29,8 +30,8 @@ from tests.conftest import (
 on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 
-def column_values(user: object) -> dict[str, object]:
-    return {attr.key: attr.value for attr in inspect(user).attrs}
+def column_values(row: Base) -> dict[str, object]:
+    return {attr.key: attr.value for attr in inspect(row).attrs}
 
 
 @on_postgresql
