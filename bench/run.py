@@ -498,7 +498,10 @@ class Bench:
         # last row of the page before (the same keyset query).
         reference_loads = dict(loads)
         depths: dict[str, int] = {}
-        scale_tokens = tokens[: max(1, min(TOKENS, self.args.scale_users - 1))]
+        # Callers who exist in the scale database too.
+        scale_tokens = [
+            token for i, token in zip(user_ids, tokens, strict=True) if i <= self.args.scale_users
+        ] or [admin]
         if "posts_list_1m" in self.args.targets:
             pages = self.deep_pages("/api/v1/posts/", tokens[0])
             loads["posts_list_1m"] = Load(
@@ -515,7 +518,7 @@ class Bench:
                 ],
                 scale_tokens,
             )
-            depths["posts_list_1m"] = pages[0][2]
+            depths["posts_list_1m"] = pages[len(pages) // 2][2]
         if "users_list_100k" in self.args.targets:
             pages = self.deep_pages("/api/v1/users/", admin)
             loads["users_list_100k"] = Load(
@@ -526,7 +529,7 @@ class Bench:
                 [f"/api/v1/users/?limit=20&after_id={row['id']}" for _, row, _ in pages],
                 [admin],
             )
-            depths["users_list_100k"] = pages[0][2]
+            depths["users_list_100k"] = pages[len(pages) // 2][2]
         targets: list[Target] = []
         for key, label in ROUTES:
             if key not in self.args.targets:
