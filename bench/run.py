@@ -263,6 +263,7 @@ class Bench:
         self.scale = bool(SCALE_KEYS & set(args.targets))
         self.scale_database = f"{self.database}_scale"
         self.building: str | None = None  # a template being seeded (dropped if interrupted)
+        self.template = ""  # the scale database's template
         self.servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="megapolis-bench-"))
         self.metrics_modes = ["off", "on"] if args.metrics == "both" else [args.metrics]
@@ -370,7 +371,7 @@ class Bench:
         return template
 
     def create_scale_database(self) -> None:
-        template = self.scale_template()
+        template = self.template = self.scale_template()
         started = time.monotonic()
         self.admin(
             sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
@@ -556,8 +557,26 @@ class Bench:
         """The API's cursors of the deepest pages of a list on the scale database, each with
         the row before it and how many rows come before it: got by following `next_cursor`
         from the first page to the last, `WALK_LIMIT` rows a page (a cursor is opaque: only
-        the API makes one)."""
+        the API makes one). Kept beside the results for the template they were walked on, and
+        walked again when the API no longer takes them (a new cursor format)."""
         port = self.servers["api_scale" if "on" in self.metrics_modes else "api_off_scale"][1]
+        kept = RESULTS_DIR / f"deep-pages-{self.template}-{path.strip('/').replace('/', '-')}.json"
+        if kept.is_file():
+            pages = [(c, row, depth) for c, row, depth in json.loads(kept.read_text())]
+            answer = httpx.get(
+                f"http://127.0.0.1:{port}{path}",
+                params={"limit": 1, "cursor": pages[0][0]},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60,
+            )
+            if answer.is_success:
+                print(f"using the kept cursors of {path} ({kept.name})", flush=True)
+                return pages
+        pages = self.walk(port, path, token)
+        kept.write_text(json.dumps(pages))
+        return pages
+
+    def walk(self, port: int, path: str, token: str) -> list[tuple[str, dict[str, Any], int]]:
         started = time.monotonic()
         pages: list[tuple[str, dict[str, Any], int]] = []
         seen = 0
