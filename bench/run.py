@@ -537,7 +537,8 @@ class Bench:
                 continue
             load = loads[key]
             suffix = "_scale" if key in SCALE_KEYS else ""
-            label = label.format(depth=f"~{depths.get(key, 0):,}")
+            if key in depths:
+                label = label.format(depth=f"~{depths[key]:,}")
             if key == "root":
                 reference = Target("R1 bare FastAPI", key, "r1", load)
             else:
