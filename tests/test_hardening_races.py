@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete, event
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from app.config import Settings
 from app.dependencies import SessionDep
@@ -35,17 +35,25 @@ RACES = 40
 
 @contextmanager
 def row_deleted_before_flush(table: Any, row_id: int) -> Iterator[None]:
-    """Every flush in this block first deletes row `row_id` of `table` in the same transaction:
-    the request's UPDATE then matches no row, as when a concurrent DELETE commits first."""
+    """Every flush, and every UPDATE statement a session runs (`app/db/rows.py`'s
+    `update_row`), in this block first deletes row `row_id` of `table` on the same connection
+    (in the same transaction, when there is one): the request's UPDATE then matches no row, as
+    when a concurrent DELETE commits first."""
 
     def delete_row(session: Session, _: UOWTransaction, __: Any) -> None:
         session.connection().execute(delete(table).where(table.c.id == row_id))
 
+    def delete_row_before_update(state: ORMExecuteState) -> None:
+        if state.is_update:
+            state.session.connection().execute(delete(table).where(table.c.id == row_id))
+
     event.listen(Session, "before_flush", delete_row)
+    event.listen(Session, "do_orm_execute", delete_row_before_update)
     try:
         yield
     finally:
         event.remove(Session, "before_flush", delete_row)
+        event.remove(Session, "do_orm_execute", delete_row_before_update)
 
 
 def assert_404(response: httpx.Response) -> None:

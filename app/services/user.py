@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.pagination import Page, paginate
 from app.db.rows import autocommit, read_by_id, update_row
-from app.errors import EmailAlreadyRegistered, PermissionDenied, UserNotFound
+from app.errors import EmailAlreadyRegistered, NotFound, PermissionDenied, UserNotFound
 from app.models.user import User, new_security_stamp
 from app.schemas.user import UserCreateRequest, UserUpdateRequest
 
@@ -80,13 +80,13 @@ class UserService:
             raise EmailAlreadyRegistered()
         try:
             updated = await update_row(session, User, user.id, changes)
+            if updated is None:  # deleted meanwhile: answered as a row vanished under any request
+                raise NotFound()
             await session.commit()
         except IntegrityError as exc:
             # Another request took the address between our check and our update.
             await session.rollback()
             raise EmailAlreadyRegistered() from exc
-        if updated is None:  # deleted meanwhile
-            raise UserNotFound()
         return updated
 
     @staticmethod
