@@ -56,6 +56,22 @@ def row_deleted_before_flush(table: Any, row_id: int) -> Iterator[None]:
         event.remove(Session, "do_orm_execute", delete_row_before_update)
 
 
+@contextmanager
+def row_deleted_when_a_session_takes_its_connection(table: Any, row_id: int) -> Iterator[None]:
+    """The same for a use case of one statement run outside the ORM's execution
+    (`app/db/rows.py`): row `row_id` of `table` is deleted as the session takes the connection
+    that statement will run on."""
+
+    def delete_row(_session: Session, _transaction: Any, connection: Any) -> None:
+        connection.execute(delete(table).where(table.c.id == row_id))
+
+    event.listen(Session, "after_begin", delete_row)
+    try:
+        yield
+    finally:
+        event.remove(Session, "after_begin", delete_row)
+
+
 def assert_404(response: httpx.Response) -> None:
     assert response.status_code == 404, response.text
     assert response.json() == {"detail": "Not found"}
@@ -80,9 +96,22 @@ async def test_patch_of_own_record_deleted_before_its_flush_is_404(
     client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
 ) -> None:
     user = await make_user()
-    with row_deleted_before_flush(User.__table__, user.id):
+    with row_deleted_when_a_session_takes_its_connection(User.__table__, user.id):
         patched = await client.patch(USERS + "me", headers=auth(user), json={"full_name": "Gone"})
     assert_404(patched)
+
+
+async def test_a_post_whose_author_is_deleted_under_it_is_409(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    """POST /posts/ is one INSERT (on asyncpg, run on the driver: app/db/rows.py): the author
+    deleted between their authentication and that INSERT makes it violate the foreign key,
+    answered as any integrity error (409), not 500."""
+    author = await make_user()
+    with row_deleted_when_a_session_takes_its_connection(User.__table__, author.id):
+        created = await client.post(POSTS, headers=auth(author), json={"title": "Orphan"})
+    assert created.status_code == 409, created.text
+    assert created.json() == {"detail": "Conflict with an existing record"}
 
 
 async def test_patch_of_a_post_deleted_before_its_flush_is_404(

@@ -16,7 +16,12 @@ by-id read, single-row insert and single-row update go through (the caller's rea
 - `insert_row(session, Model, values)`, `update_row(session, Model, id, values)`: one
   `INSERT … RETURNING` / `UPDATE … RETURNING` through the session, the model's Python-side
   defaults included (`created_at`, `updated_at`…); the object is built from the returned row,
-  detached.
+  detached. When the session runs it outside a transaction (`autocommit`) on asyncpg
+  (`Database.reads_on_driver`), the statement (compiled by SQLAlchemy once per model and set of
+  columns) runs with asyncpg's `fetchrow` on the session's own connection, as the reads do:
+  SQLAlchemy's execution layer cost 2-3 × the statement (docs/performance.md). A unique or
+  foreign-key violation is raised as SQLAlchemy's `IntegrityError`, as everywhere else; any
+  other failure discards the connection. In a transaction, SQLAlchemy runs the statement.
 
 Objects read or written here are detached: read their attributes freely (they are all loaded);
 to change one through the unit of work, `session.add(obj)` first.
@@ -30,8 +35,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import Column, Engine, Select, Table, bindparam, insert, select, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import class_mapper, make_transient_to_detached
 from sqlalchemy.util import await_only, greenlet_spawn
@@ -199,10 +206,120 @@ async def autocommit(session: AsyncSession) -> None:
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
+@dataclass(frozen=True)
+class _DriverWrite:
+    """An `INSERT/UPDATE … RETURNING` as the driver is sent it, with the names of its bind
+    parameters in the driver's `$n` order and each one's bind processor."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Processor, ...]
+
+    def parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        return [
+            values[name] if process is None else process(values[name])
+            for name, process in zip(self.names, self.processors, strict=True)
+        ]
+
+
+_DRIVER_WRITES: dict[tuple[type[Any], str, str, frozenset[str]], _DriverWrite] = {}
+_ID = "row_id"  # the bind parameter of an UPDATE's primary key (the values' are "v_<name>")
+
+
+def _driver_write(
+    model: type[Any], kind: str, keys: frozenset[str], dialect: Dialect
+) -> _DriverWrite:
+    cache_key = (model, kind, dialect.driver, keys)
+    made = _DRIVER_WRITES.get(cache_key)
+    if made is None:
+        shape = _shape(model)
+        # Bind parameters named apart from the columns (SQLAlchemy keeps those names for itself).
+        values: dict[Any, Any] = {shape.columns[k]: bindparam(f"v_{k}") for k in sorted(keys)}
+        statement: Any
+        if kind == "insert":
+            statement = insert(shape.table)
+        else:
+            key_column = shape.columns[shape.primary_key]
+            statement = update(shape.table).where(key_column == bindparam(_ID))
+        compiled = statement.values(values).returning(*shape.table.c).compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        processors = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        )
+        made = _DRIVER_WRITES[cache_key] = _DriverWrite(str(compiled), names, processors)
+    return made
+
+
+def _with_defaults(shape: _Shape, values: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    """`values` and, for each column not in them, its Python-side default (INSERT) or
+    `onupdate` (UPDATE), as SQLAlchemy's execution would add them; None when one of those is
+    not a plain value or function (a SQL expression, a sequence): that statement takes
+    SQLAlchemy's own execution."""
+    complete = dict(values)
+    for name, column in shape.columns.items():
+        default = column.default if kind == "insert" else column.onupdate
+        if name in complete or default is None:
+            continue
+        if default.is_scalar:
+            complete[name] = default.arg  # type: ignore[attr-defined]
+        elif default.is_callable:
+            # SQLAlchemy wraps a function of no argument as one of the execution context.
+            complete[name] = default.arg(None)  # type: ignore[attr-defined]
+        else:
+            return None
+    return complete
+
+
+async def _write_on_driver(
+    session: AsyncSession,
+    model: type[ModelT],
+    kind: str,
+    values: Mapping[str, Any],
+    id: int | None = None,
+) -> ModelT | None | bool:
+    """The statement run with asyncpg's `fetchrow` on the session's own connection, when that
+    connection runs outside a transaction (`autocommit`, a one-statement use case) on asyncpg
+    (`Database.reads_on_driver`): SQLAlchemy's execution layer costs 2-3 × the statement
+    (docs/performance.md). False when this statement takes SQLAlchemy's execution instead."""
+    database = Database.of(session)
+    if database is None or not database.reads_on_driver:
+        return False
+    connection = await session.connection()
+    fairy = await connection.get_raw_connection()
+    if not getattr(fairy.dbapi_connection, "autocommit", False):
+        return False  # in a transaction: the statement is one of several, SQLAlchemy runs it
+    shape = _shape(model)
+    complete = _with_defaults(shape, values, kind)
+    if complete is None:
+        return False
+    write = _driver_write(model, kind, frozenset(complete), connection.dialect)
+    parameters = write.parameters(
+        {**{f"v_{name}": value for name, value in complete.items()}, _ID: id}
+    )
+    try:
+        row = await fairy.driver_connection.fetchrow(write.sql, *parameters)  # type: ignore[union-attr]
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        # As SQLAlchemy reports it: the services and the handlers expect this one.
+        raise IntegrityError(write.sql, parameters, exc) from exc
+    except BaseException:
+        # The connection's state is unknown: closed rather than handed to the next request.
+        await connection.invalidate()
+        raise
+    if row is None:
+        return None
+    read = await greenlet_spawn(_driver_read, model, connection.dialect, fairy.driver_connection)
+    return shape.build(model, read.process(row))
+
+
 async def insert_row(
     session: AsyncSession, model: type[ModelT], values: Mapping[str, Any]
 ) -> ModelT:
     """`INSERT … RETURNING` one row of `model` through the session; the new object, detached."""
+    written = await _write_on_driver(session, model, "insert", values)
+    if written is not False:
+        assert written is not None  # an INSERT … RETURNING returns its row
+        return written  # type: ignore[return-value]
     shape = _shape(model)
     statement = insert(shape.table).values(shape.columns_of(values)).returning(*shape.table.c)
     row = (await session.execute(statement)).one()
@@ -214,6 +331,9 @@ async def update_row(
 ) -> ModelT | None:
     """`UPDATE … RETURNING` the row of `model` with primary key `id` through the session (its
     `onupdate` columns too); the changed object, detached, or None when there is no such row."""
+    written = await _write_on_driver(session, model, "update", values, id)
+    if written is not False:
+        return written  # type: ignore[return-value]
     shape = _shape(model)
     statement = (
         update(shape.table)
