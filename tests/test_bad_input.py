@@ -610,6 +610,7 @@ def test_server_answers_413_to_a_chunked_body_over_the_limit(server: Server) -> 
     chunk = b"100000\r\n" + b"x" * 0x100000 + b"\r\n"
     request = (
         b"POST /api/v1/users/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + server.authorization + b"\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2 + b"0\r\n\r\n"
     )
     answer = server.exchange(request)
