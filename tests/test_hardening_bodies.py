@@ -211,7 +211,9 @@ async def test_no_body_is_read_or_held_for_a_request_that_cannot_succeed(
                 application, never_read, 1_048_576, headers=headers, path=path, method=method
             )
             assert status == expected, (path, method, body)
-            assert answer_headers[b"connection"] == b"close", (path, method)
+            # The connection is left to the server, which discards the body if it comes and
+            # closes the connection once idle (a client reconnecting at once would be a flood).
+            assert b"connection" not in answer_headers, (path, method)
             assert time.monotonic() - started < 1.0
             if expected == 401:
                 assert answer_headers[b"www-authenticate"].startswith(b"Bearer"), path

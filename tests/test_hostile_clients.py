@@ -1,5 +1,8 @@
 """No client can deny service to others (issue 13; contract: "Hostile clients and lost events").
 
+(The server answers these requests from their headers and leaves each connection idle until
+Uvicorn's keep-alive timeout closes it, 5 s; the attacker reconnects then.)
+
 Against a real `manage.py run`: 200 connections from one address (127.0.0.1), each declaring a
 1 MiB body and sending none of it, to an unmatched path, to routes that need a token (without
 one, with a forged one, and with a valid one: a signed-in attacker), reconnecting whenever the

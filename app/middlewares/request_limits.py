@@ -48,10 +48,10 @@ BODY_BUDGET_RETRY_AFTER = 1
 
 
 def json_error(
-    status: int, detail: str, headers: Collection[tuple[bytes, bytes]] = ()
+    status: int, detail: str, headers: Collection[tuple[bytes, bytes]] = (), *, close: bool = True
 ) -> tuple[Message, Message]:
-    """A complete `{"detail": ...}` answer that closes the connection (the rest of the request
-    may still be arriving)."""
+    """A complete `{"detail": ...}` answer; `close`: one that closes the connection (the rest of
+    the request may still be arriving, and will not be read)."""
     body = json.dumps({"detail": detail}).encode()
     start: Message = {
         "type": "http.response.start",
@@ -59,7 +59,7 @@ def json_error(
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
+            *([(b"connection", b"close")] if close else []),
             *headers,
         ],
     }
@@ -175,10 +175,12 @@ class RequestLimitsMiddleware:
         await self._with_bounded_body(scope, receive, send)
 
     @staticmethod
-    async def _refuse_busy(send: Send) -> None:
+    async def _refuse_busy(send: Send, *, reading: bool) -> None:
+        """503: no room for the body. Before any of it was read (`reading` False), the
+        connection is left to linger (see `answer`); in the middle of one, it is closed."""
         retry_after = (b"retry-after", str(BODY_BUDGET_RETRY_AFTER).encode())
         busy = "Too many request bodies in progress, try again shortly"
-        await refuse(send, 503, busy, [retry_after])
+        await (refuse if reading else answer)(send, 503, busy, [retry_after])
 
     def _host_allowed(self, scope: Scope) -> bool:
         assert self.allowed_hosts is not None
@@ -204,12 +206,11 @@ class RequestLimitsMiddleware:
 
         verdict = self.gate.judge(scope)
         if verdict is None:
-            # No route serves it: the app answers (404, 405, a redirect) without the body, and
-            # the connection closes rather than wait for a body nobody will read.
-            await self.app(scope, receive, closing(send))
+            # No route serves it: the app answers (404, 405, a redirect) without the body.
+            await self.app(scope, receive, send)
             return
         if isinstance(verdict, Refused):
-            await refuse(send, verdict.status, verdict.detail, verdict.headers)
+            await answer(send, verdict.status, verdict.detail, verdict.headers)
             return
         await self._admitted(scope, receive, send, verdict, declared)
 
@@ -227,7 +228,7 @@ class RequestLimitsMiddleware:
         held = 0
         if declared is not None:
             if not budget.take(holders, declared):
-                await self._refuse_busy(send)
+                await self._refuse_busy(send, reading=False)
                 return
             held = declared
         try:
@@ -256,7 +257,7 @@ class RequestLimitsMiddleware:
                     return
                 if declared is None:
                     if not budget.take(holders, len(chunk)):
-                        await self._refuse_busy(send)
+                        await self._refuse_busy(send, reading=True)
                         return
                     held += len(chunk)
                 chunks.append(chunk)
@@ -284,21 +285,23 @@ class RequestLimitsMiddleware:
         return f"Request body not received within {self.limits.body_timeout_seconds:g} s"
 
 
-def closing(send: Send) -> Send:
-    """`send`, with `Connection: close` on the response: the request's body stays unread."""
-
-    async def send_and_close(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = [(n, v) for n, v in message.get("headers", []) if n.lower() != b"connection"]
-            message = {**message, "headers": [*headers, (b"connection", b"close")]}
-        await send(message)
-
-    return send_and_close
-
-
 async def refuse(
     send: Send, status: int, detail: str, headers: Collection[tuple[bytes, bytes]] = ()
 ) -> None:
+    """Answer and close: for a request whose body is too large or too slow to wait for."""
     start, body = json_error(status, detail, headers)
+    await send(start)
+    await send(body)
+
+
+async def answer(
+    send: Send, status: int, detail: str, headers: Collection[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer a request before its body, leaving the connection to the server: Uvicorn discards
+    the body if it comes, and closes the connection when it has been idle for its keep-alive
+    timeout (5 s), as nginx's lingering close does. A client that declared a body and sends
+    nothing is thus held for seconds rather than closed at once: 200 such connections
+    reconnecting the moment they are closed would be a request flood."""
+    start, body = json_error(status, detail, headers, close=False)
     await send(start)
     await send(body)

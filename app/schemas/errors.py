@@ -16,7 +16,10 @@ DESCRIPTIONS = {
     403: "Not allowed",
     404: "Not found",
     409: "Conflict with an existing record",
-    408: "The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE)",
+    408: (
+        "The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough "
+        "(MIN_BODY_DATA_RATE)"
+    ),
     413: "The request body is larger than the limit (MAX_BODY_BYTES)",
     414: "The URL is longer than 8 KiB",
     429: "Too many requests from this client address; retry after `Retry-After` seconds",
