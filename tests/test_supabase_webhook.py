@@ -23,6 +23,20 @@ from tests.test_supabase_exchange import add_user, rows
 WEBHOOK = "/auth/supabase/webhook"
 SECRET = "whsec-0123456789abcdef0123456789abcdef"
 AUTHORIZED = {"Authorization": f"Bearer {SECRET}"}
+# Timestamps far outside the calendar (contract: "Hostile clients and lost events").
+FAR_OUT_TIMESTAMPS = [
+    "9999-12-31T23:59:59-14:00",
+    "0000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "294276-12-31T23:59:59+00:00",
+    "9" * 100 + "-01-01T00:00:00Z",
+    "0044-03-15T00:00:00+00:00 BC",
+]
+
+
+def banned_until(moment: str) -> Any:
+    """A change of the event's `record`: this `banned_until`."""
+    return lambda payload: {**payload, "record": {**payload["record"], "banned_until": moment}}
 
 
 @dataclass
@@ -183,6 +197,16 @@ class TestBodiesOfAnotherShape:
                 id="timestamp as a number",
             ),
             pytest.param(lambda p: {**p, "record": {**p["record"], "email": 42}}, id="email 42"),
+            *(
+                pytest.param(
+                    lambda p, moment=moment: {
+                        **p,
+                        "record": {**p["record"], "banned_until": moment},
+                    },
+                    id=f"banned_until {moment[:30]}",
+                )
+                for moment in FAR_OUT_TIMESTAMPS
+            ),
         ],
     )
     async def test_422_and_nothing_changes(self, hooked: Hooked, change: Any) -> None:
