@@ -484,7 +484,7 @@ async def test_nul_and_control_characters_are_422_on_every_database(
         "😀" * 255,  # astral characters: 4 bytes in UTF-8, 2 UTF-16 units, 1 character
         "👩‍👩‍👧‍👦 family",  # zero-width joiners
         "e\u0301" * 127,  # combining accents
-        "مرحبا \u202eevil",  # right-to-left text and an override (not a control character)
+        "مرحبا evil",  # right-to-left text
         "𝕳𝖊𝖑𝖑𝖔 " + "中" * 249,
         "\ufeffBOM",
     ],
@@ -501,6 +501,36 @@ async def test_unicode_names_round_trip(
     assert fetched.json()["full_name"] == name
     patched = await client.patch(USERS + "me", headers=auth(admin), json={"full_name": name})
     assert patched.json()["full_name"] == name
+
+
+# Contract, "Hostile clients and lost events": bidirectional controls, line and paragraph
+# separators, and text that is only invisible characters.
+NOT_ONE_LINE = [
+    "\u200b",  # a title of only a zero-width space
+    "\u200b\u200c\u200d\u2060\ufeff \t\u3000",
+    "invoice\u202egnp.exe",  # right-to-left override
+    "\u202aembedded\u202c",
+    "isolate \u2066x\u2069",
+    "one\u2028two",
+    "one\u2029two",
+]
+
+
+async def test_one_line_fields_refuse_bidi_controls_separators_and_invisible_text(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    admin = await make_user(full_name="Kept", is_superuser=True)
+    for text in NOT_ONE_LINE:
+        for method, path, body in [
+            ("PATCH", USERS + "me", {"full_name": text}),
+            ("POST", USERS, {"email": "n@example.com", "full_name": text}),
+            ("POST", "/api/v1/posts/", {"title": text}),
+        ]:
+            response = await client.request(method, path, headers=auth(admin), json=body)
+            assert_json_error(response, 422)
+    assert (await client.get(USERS + "me", headers=auth(admin))).json()["full_name"] == "Kept"
+    listed = await client.get("/api/v1/posts/", headers=auth(admin))
+    assert listed.json()["items"] == []
 
 
 async def test_names_are_limited_in_characters_not_bytes(

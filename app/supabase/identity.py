@@ -7,10 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.fields import EMAIL_MAX_LENGTH
+from app.fields import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, to_single_line
 from app.supabase.timestamps import is_future
-
-FULL_NAME_MAX_LENGTH = 255
 
 
 class InvalidIdentity(ValueError):
@@ -63,10 +61,10 @@ def full_name(metadata: object) -> str | None:
     for key in ("full_name", "name"):
         value = metadata.get(key)
         if isinstance(value, str):
-            # The user can write anything here: drop control characters (PostgreSQL refuses NUL).
-            cleaned = "".join(ch for ch in value if ch.isprintable()).strip()
+            # The user can write anything here: kept only as far as a full name may hold it.
+            cleaned = to_single_line(value, FULL_NAME_MAX_LENGTH)
             if cleaned:
-                return cleaned[:FULL_NAME_MAX_LENGTH]
+                return cleaned
     return None
 
 
