@@ -13,6 +13,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated
 
+import idna
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -31,6 +32,9 @@ TEXT_MAX_LENGTH = 20_000  # multi-line text (a post's body, a generated `text` f
 # A whole number fits a 32-bit column (PostgreSQL `integer`, what `Mapped[int]` maps to).
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
+# Integer primary keys are 32-bit on PostgreSQL: larger ids cannot exist, so never query them
+# (path and query parameters, token subjects).
+MAX_INT_ID = INT32_MAX
 
 # C0 controls, DEL and C1 controls. PostgreSQL refuses NUL in text; newlines and terminal escapes
 # have no place in a name or an address. (Lone UTF-16 surrogates are refused by pydantic itself.)
@@ -64,11 +68,25 @@ MULTILINE_PATTERN = f"^[^{_MULTILINE_FORBIDDEN}]*$"
 _MULTILINE_FORBIDDEN_RE = re.compile(f"[{_MULTILINE_FORBIDDEN}]")
 
 
-def normalize_email(email: str) -> str:
-    """Emails are stored lower-case, so uniqueness is case-insensitive. Nothing else is
-    repaired: an address with surrounding whitespace or control characters is refused, not
-    trimmed into someone else's."""
-    return email.lower()
+def canonical_email(email: str) -> str:
+    """The one form an address is stored and compared in, wherever it comes from (the API, the
+    CLI, Supabase's exchange, webhook and sync): lower-cased, the domain as IDNA ASCII
+    (punycode), so `boss@xn--80ak6aa92e.com` and `boss@аррӏе.com` are one address, one account.
+
+    A non-ASCII domain is mapped and encoded as UTS 46 and IDNA 2008 say (the `idna` package,
+    as email-validator, which checks the API's addresses, does); an ASCII domain is already the
+    name DNS looks up, only its case is folded. Nothing else is repaired: an address with
+    surrounding whitespace or control characters is refused, not trimmed into someone else's.
+    ValueError when the domain has no IDNA ASCII form (`☃.com`)."""
+    local, at, domain = email.rpartition("@")
+    if not at or not local:
+        raise ValueError("not an email address")
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValueError(f"the domain has no IDNA ASCII form: {exc}") from None
+    return f"{local.lower()}@{domain.lower()}"
 
 
 def single_line(text: str) -> str:
@@ -131,7 +149,7 @@ ShortText = Annotated[
 LongText = Annotated[
     str, Field(max_length=TEXT_MAX_LENGTH, json_schema_extra=MULTILINE), AfterValidator(multiline)
 ]
-Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(normalize_email)]
+Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(canonical_email)]
 # `true`/`false` only: the schema says boolean, so 0, "yes" or "off" are refused.
 Flag = StrictBool
 # The generated resources' number and time types (`manage.py new-resource`). Strict, like `Flag`:

@@ -24,7 +24,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from app.db.base import MAX_INT_ID
+from app.fields import MAX_INT_ID
 from app.middlewares.request_limits import MAX_HEADER_BYTES, MAX_URL_BYTES
 from tests.conftest import (
     AuthHeaders,

@@ -389,6 +389,30 @@ class TestEmailConfirmed:
         [row] = await rows(hooked.app)
         assert row.email == "old@example.com"
 
+    async def test_a_unicode_domain_is_stored_as_idna_ascii(self, hooked: Hooked) -> None:
+        user = hooked.fake.create_user("old@example.com")
+        await hooked.sign_in(user)
+        await hooked.deliver(hooked.fake.change_email(user, "Boss@АРРӀЕ.com"))
+        [row] = await rows(hooked.app)
+        assert row.email == "boss@xn--80ak6aa92e.com"
+
+    async def test_the_same_address_in_another_spelling_changes_nothing(
+        self, hooked: Hooked
+    ) -> None:
+        user = hooked.fake.create_user("boss@xn--80ak6aa92e.com")
+        api_token = await hooked.sign_in(user)
+        await hooked.deliver(hooked.fake.change_email(user, "boss@аррӏе.com"))
+        [row] = await rows(hooked.app)
+        assert row.email == "boss@xn--80ak6aa92e.com"
+        assert await hooked.works(api_token)  # not an email change: nothing revoked
+
+    async def test_a_domain_with_no_idna_form_is_not_taken(self, hooked: Hooked) -> None:
+        user = hooked.fake.create_user("old@example.com")
+        await hooked.sign_in(user)
+        await hooked.deliver(hooked.fake.change_email(user, "new@☃.com"))
+        [row] = await rows(hooked.app)
+        assert row.email == "old@example.com"
+
     async def test_confirming_the_same_address_changes_nothing(self, hooked: Hooked) -> None:
         user = hooked.fake.create_user("ada@example.com")
         api_token = await hooked.sign_in(user)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.fields import CONTROL_CHARACTERS
 from app.logging import RequestLogContext, request_log_context
 from app.middlewares.security_headers import with_security_headers
 from app.observability.routes import RouteTemplates
@@ -35,16 +36,16 @@ INTERNAL_ERROR_START: Message = {
 }
 # The client closed the connection before any answer (nginx's code; not an HTTP status).
 CLIENT_CLOSED_REQUEST = 499
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+ESCAPED_IN_LOGS = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def loggable_path(scope: Scope) -> str:
     """The decoded path, with control characters escaped: `/%0d%0aGET /admin` must not forge a
     second log line."""
     path: str = scope["path"]
-    if CONTROL_CHARACTERS.search(path) is None:
+    if ESCAPED_IN_LOGS.search(path) is None:
         return path
-    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", path)
+    return ESCAPED_IN_LOGS.sub(lambda match: f"\\x{ord(match.group()):02x}", path)
 
 
 def incoming_request_id(scope: Scope) -> str:
