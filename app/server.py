@@ -41,8 +41,9 @@ class HttpProtocol(HttpToolsProtocol):
     the closed transport (uvloop: `RuntimeError: ... the handler is closed`, an ERROR traceback
     per connection), and the access log recorded a status nobody received. Here a `send` on a
     connection that is gone marks its request disconnected (uvicorn then logs nothing more) and
-    raises Starlette's `ClientDisconnect`, as the ASGI spec asks a server to raise: the access
-    log records 499, client closed request (`RequestContextMiddleware`)."""
+    raises, as the ASGI spec (2.4) asks of a server: Starlette's `ClientDisconnect` rather than
+    the spec's OSError, which this app answers as a database failure (app/exception_handlers.py).
+    The access log records 499, client closed request (`RequestContextMiddleware`)."""
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         cycle.send = send_while_connected(cycle)  # type: ignore[method-assign,assignment]
