@@ -21,8 +21,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.fields import CONTROL_CHARACTERS
 from app.logging import RequestLogContext, request_log_context
 from app.middlewares.security_headers import with_security_headers
 from app.observability.http_metrics import HttpMetrics
@@ -44,17 +46,18 @@ INTERNAL_ERROR_START: Message = {
         (b"content-length", str(len(INTERNAL_ERROR_BODY)).encode()),
     ],
 }
+# The client closed the connection before any answer (nginx's code; not an HTTP status).
 CLIENT_CLOSED_REQUEST = HttpMetrics.CLIENT_CLOSED_REQUEST
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+ESCAPED_IN_LOGS = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def loggable_path(scope: Scope) -> str:
     """The decoded path, with control characters escaped: `/%0d%0aGET /admin` must not forge a
     second log line."""
     path: str = scope["path"]
-    if CONTROL_CHARACTERS.search(path) is None:
+    if ESCAPED_IN_LOGS.search(path) is None:
         return path
-    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", path)
+    return ESCAPED_IN_LOGS.sub(lambda match: f"\\x{ord(match.group()):02x}", path)
 
 
 def read_headers(scope: Scope) -> tuple[str, bool]:
@@ -84,7 +87,10 @@ def vary_on_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
 class RequestContextMiddleware:
     """Every request the client still waits for gets an answer: the app's, or a last-resort
     500 when the app raised or returned without one. A request that ends without an answer is
-    one whose client left first: logged, and counted in the metrics, as 499.
+    one whose client left first: logged as 499, whatever status the app meant to send, and
+    counted so in the metrics when its answer could not even start. The client left when
+    `receive` says so, or when a `send` raises `ClientDisconnect` (the server found the
+    connection gone: app/server.py).
 
     `metrics`: where requests are counted (None: they are not). `cors`: `CORSMiddleware`'s
     options (None: no CORS handling at all)."""
@@ -121,6 +127,8 @@ class RequestContextMiddleware:
                 vary = True
         status = 500
         started = False
+        answered = False
+        sent_status = CLIENT_CLOSED_REQUEST  # what the metrics count: the answer that started
         client_left = False
         if self.metrics is not None:
             self.metrics.start()
@@ -134,7 +142,7 @@ class RequestContextMiddleware:
             return message
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, answered, sent_status
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
@@ -142,11 +150,17 @@ class RequestContextMiddleware:
                 if vary:
                     headers = vary_on_origin(headers)
                 message["headers"] = with_security_headers(headers, scope["path"], self.docs_paths)
+                await send(message)  # raises when the connection is gone: then it stays 499
+                sent_status = status
+                return
             await send(message)
+            answered = message["type"] == "http.response.body" and not message.get("more_body")
 
         try:
             try:
                 await app(scope, receive_watching_disconnect, send_with_request_id)
+            except ClientDisconnect:
+                client_left = True  # while its body was read, or when its answer was sent
             except Exception:
                 if started or not client_left:
                     error_logger.exception(
@@ -159,10 +173,9 @@ class RequestContextMiddleware:
             duration = time.perf_counter() - start
             route = self.route_templates.of(scope)
             if self.metrics is not None:
-                # No answer started: the client left first (or the answer could not be sent).
-                counted = status if started else CLIENT_CLOSED_REQUEST
-                self.metrics.record(scope["method"], route, counted, duration)
-            if not started and client_left:
+                # The status of the answer that started; none could: the client left first.
+                self.metrics.record(scope["method"], route, sent_status, duration)
+            if client_left and not answered:
                 # Nobody to answer: not a server error (nginx's 499, client closed request).
                 status = CLIENT_CLOSED_REQUEST
             self.log_access(scope, route, status, duration * 1000, request_id)
