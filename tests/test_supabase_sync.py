@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from app.models.user import User
 from app.supabase.fake import ADMIN_USERS_PATH, FakeSupabase, FakeUser, Scripted
 from app.supabase.fake.users import utc_now
-from tests.conftest import SupabaseAppFactory, asgi_client
+from tests.conftest import SupabaseAppFactory, asgi_client, one_database
 from tests.processes import ManageForks
 from tests.supabase_headers import EXCHANGE, bearer
 from tests.test_supabase_exchange import add_user, rows
@@ -129,3 +129,178 @@ async def test_deleted_banned_and_renamed_users_then_a_second_run_changes_nothin
 
 def state(row: User) -> tuple[object, ...]:
     return (row.id, row.email, row.is_active, row.supabase_id, row.security_stamp)
+
+
+async def test_dry_run_prints_the_changes_and_makes_none(synced: Synced) -> None:
+    fake = synced.fake
+    gone, banned, renamed = (fake.create_user(f"{name}@example.com") for name in "abc")
+    tokens = [await synced.sign_in(user) for user in (gone, banned, renamed)]
+    fake.delete_user(gone)
+    fake.ban_user(banned)
+    fake.change_email(renamed, "c2@example.com")
+    before = [state(row) for row in await rows(synced.app)]
+
+    dry = synced.synced("--dry-run")
+    assert dry[-1] == summary(checked=2, deactivated=1, revoked=1, updated=1)
+    assert all("would be" in line for line in dry[:-1]) and len(dry) == 4
+    assert [state(row) for row in await rows(synced.app)] == before
+    assert all([await synced.works(token) for token in tokens])
+    # ... and the real run then does what the dry run said.
+    assert synced.synced()[-1] == dry[-1]
+
+
+async def test_soft_deleted_users_are_gone_too(synced: Synced) -> None:
+    user = synced.fake.create_user("soft@example.com")
+    token = await synced.sign_in(user)
+    synced.fake.soft_delete_user(user)  # still listed, with `deleted_at`
+    assert synced.synced()[-1] == summary(checked=1, deactivated=1)
+    [row] = await rows(synced.app)
+    assert (row.is_active, row.supabase_id) == (False, None)
+    assert not await synced.works(token)
+
+
+async def test_every_page_is_walked(synced: Synced) -> None:
+    users = [synced.fake.create_user(f"u{number}@example.com") for number in range(7)]
+    for user in users:
+        await synced.sign_in(user)
+    for user in users[::3]:  # spread over the pages: newest, middle, oldest
+        synced.fake.ban_user(user)
+    assert synced.synced("--per-page", "2")[-1] == summary(checked=7, revoked=3)
+    pages = [call.path for call in synced.fake.calls_to(ADMIN_USERS_PATH)]
+    assert len(pages) == 4  # 2 + 2 + 2 + 1: the short page is the last
+    assert all("per_page=2" in page for page in pages)
+    assert [f"page={number}" in page for number, page in enumerate(pages, 1)] == [True] * 4
+    assert synced.fake.admin_calls == synced.fake.calls_to(ADMIN_USERS_PATH)  # none by id
+
+
+async def test_an_account_missing_from_the_list_is_asked_for_before_it_is_deactivated(
+    synced: Synced,
+) -> None:
+    """A list paged by offset can skip a user (others deleted during the walk): only a user
+    Supabase says it does not have costs its account."""
+    alive, gone = synced.fake.create_user("alive@example.com"), synced.fake.create_user("g@x.io")
+    alive_token = await synced.sign_in(alive)
+    await synced.sign_in(gone)
+    synced.fake.delete_user(gone)
+    synced.fake.script(ADMIN_USERS_PATH, Scripted(status=200, body={"users": [], "aud": "x"}))
+    assert synced.synced()[-1] == summary(checked=1, deactivated=1)
+    assert await synced.works(alive_token)
+    asked = {call.path.rsplit("/", 1)[1] for call in synced.fake.admin_calls[1:]}
+    assert asked == {alive.id, gone.id}
+
+
+async def test_a_ban_the_webhook_applied_is_not_applied_again(synced: Synced) -> None:
+    user = synced.fake.create_user("ada@example.com")
+    await synced.sign_in(user)
+    synced.fake.ban_user(user)
+    assert synced.synced()[-1] == summary(checked=1, revoked=1)
+    [first] = await rows(synced.app)
+    # A longer ban is another ban: revoked again, once.
+    synced.fake.ban_user(user, until=utc_now() + timedelta(days=400 * 365))
+    assert synced.synced()[-1] == summary(checked=1, revoked=1)
+    assert synced.synced()[-1] == summary(checked=1)
+    [second] = await rows(synced.app)
+    assert second.security_stamp != first.security_stamp
+    # A ban that has ended revokes nothing.
+    ended = synced.fake.create_user("ended@example.com")
+    token = await synced.sign_in(ended)
+    synced.fake.ban_user(ended, until=utc_now() - timedelta(minutes=1))
+    assert synced.synced()[-1] == summary(checked=2)
+    assert await synced.works(token)
+
+
+async def test_an_address_another_account_has_is_kept_with_a_warning(synced: Synced) -> None:
+    other = await add_user(synced.app, "taken@example.com")
+    user = synced.fake.create_user("old@example.com")
+    token = await synced.sign_in(user)
+    synced.fake.change_email(user, "taken@example.com")
+    pending = synced.fake.create_user("pending@example.com")
+    await synced.sign_in(pending)
+    synced.fake.change_email(pending, "later@example.com", confirm=False)
+    for _ in range(2):
+        result = synced.sync()
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [summary(checked=2)]
+        [warning] = result.stderr.splitlines()
+        assert warning.startswith("warning: ") and "keeps its email" in warning
+        assert user.id in warning and str(other.id) in warning and "@" not in warning
+    assert sorted(row.email for row in await rows(synced.app)) == [
+        "old@example.com",
+        "pending@example.com",
+        "taken@example.com",
+    ]
+    assert await synced.works(token)
+
+
+@one_database  # refused before the database is used
+class TestRefusals:
+    @pytest.mark.parametrize(
+        ("settings", "message"),
+        [
+            ({"SUPABASE_URL": ""}, "SUPABASE_URL is not set"),
+            ({"SUPABASE_SERVICE_ROLE_KEY": ""}, "SUPABASE_SERVICE_ROLE_KEY is not set"),
+            ({"SUPABASE_SERVICE_ROLE_KEY": "anon"}, "a key with the role 'anon'"),
+            ({"SUPABASE_SERVICE_ROLE_KEY": "publishable"}, "holds a publishable key"),
+        ],
+        ids=["no url", "no key", "anon key", "publishable key"],
+    )
+    async def test_without_a_key_that_may_list_users(
+        self, synced: Synced, settings: dict[str, str], message: str
+    ) -> None:
+        user = synced.fake.create_user("ada@example.com")
+        await synced.sign_in(user)
+        synced.fake.delete_user(user)
+        keys = {"anon": synced.fake.anon_key, "publishable": synced.fake.publishable_key}
+        values = {name: keys.get(value, value) for name, value in settings.items()}
+        result = synced.sync(SUPABASE_PUBLISHABLE_KEY=synced.fake.publishable_key, **values)
+        assert result.returncode == 1
+        assert result.stdout == ""
+        [line] = result.stderr.splitlines()
+        assert line.startswith("error: ") and message in line
+        assert synced.fake.admin_calls == []
+        [row] = await rows(synced.app)
+        assert row.is_active
+
+    async def test_a_key_supabase_refuses(self, synced: Synced) -> None:
+        result = synced.sync(SUPABASE_SERVICE_ROLE_KEY="sb_secret_not-this-project-0123456789")
+        assert result.returncode == 1
+        [line] = result.stderr.splitlines()
+        assert "Supabase refused the key in SUPABASE_SERVICE_ROLE_KEY" in line
+        assert "sb_secret_not" not in line
+
+    async def test_supabase_down(self, synced: Synced) -> None:
+        user = synced.fake.create_user("ada@example.com")
+        await synced.sign_in(user)
+        with FakeSupabase() as elsewhere:
+            closed = elsewhere.url  # its port, closed once it stops
+        result = synced.sync(SUPABASE_URL=closed)
+        assert result.returncode == 1
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"error: cannot reach Supabase at {closed}")
+        [row] = await rows(synced.app)
+        assert row.is_active and row.supabase_id == user.id
+
+    async def test_supabase_failing(self, synced: Synced) -> None:
+        synced.fake.script(ADMIN_USERS_PATH, Scripted.gotrue_error(500, "unexpected_failure", "x"))
+        result = synced.sync()
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            "error: Supabase answered 500 unexpected_failure for the user list; try again later"
+        ]
+
+
+@one_database
+async def test_the_secret_key_goes_only_in_apikey(synced: Synced) -> None:
+    user = synced.fake.create_user("ada@example.com")
+    await synced.sign_in(user)
+    synced.fake.ban_user(user)
+    lines = synced.synced(SUPABASE_SERVICE_ROLE_KEY=synced.fake.secret_key)
+    assert lines[-1] == summary(checked=1, revoked=1)
+    [call] = synced.fake.admin_calls
+    assert call.apikey == synced.fake.secret_key
+    assert "authorization" not in call.headers
+    # The legacy service_role key is a JWT: sent as apikey and as the bearer token.
+    synced.fake.calls.clear()
+    assert synced.synced()[-1] == summary(checked=1)
+    [call] = synced.fake.admin_calls
+    assert call.apikey == call.bearer == synced.fake.service_role_key
