@@ -80,7 +80,9 @@ class Change:
             until = self.ban_until.isoformat(timespec="seconds")
             lines.append(f"{who}: banned until {until}: tokens {would}revoked")
         if self.new_email is not None:
-            lines.append(f"{who}: confirmed a new email: {would}updated, tokens revoked")
+            lines.append(
+                f"{who}: confirmed a new email: local email {would}updated, tokens revoked"
+            )
         return lines
 
     def drop_email(self, reason: str) -> None:
