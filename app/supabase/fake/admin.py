@@ -81,12 +81,7 @@ def _refusal(fake: FakeSupabase, headers: dict[str, str]) -> Answer | None:
             headers, 401, "no_authorization", "This endpoint requires a valid Bearer token"
         )
     try:
-        claims = jwt.decode(
-            match[1],
-            fake.jwt_secret.encode(),
-            algorithms=["HS256"],
-            options={"verify_aud": False, "verify_iat": False, "verify_iss": False},
-        )
+        claims = fake.verified_claims(match[1])
     except jwt.PyJWTError:
         return gotrue_error(
             headers, 403, "bad_jwt", "invalid JWT: unable to parse or verify signature"

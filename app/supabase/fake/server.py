@@ -586,7 +586,7 @@ class FakeSupabase:
                 headers, 401, "no_authorization", "This endpoint requires a valid Bearer token"
             )
         try:
-            claims = self._verified_claims(match[1])
+            claims = self.verified_claims(match[1])
         except jwt.ExpiredSignatureError:
             return gotrue_error(
                 headers,
@@ -634,7 +634,7 @@ class FakeSupabase:
         user, _ = found
         return json_answer(200, user.to_json())
 
-    def _verified_claims(self, token: str) -> Json:
+    def verified_claims(self, token: str) -> Json:
         """As GoTrue's parseJWTClaims: the key by `kid`, the secret for HS256, no audience or
         issuer check, no leeway, `iat` not checked."""
         header = jwt.get_unverified_header(token)
