@@ -280,6 +280,13 @@ class TestRefusals:
         [row] = await rows(synced.app)
         assert row.is_active and row.supabase_id == user.id
 
+    async def test_supabase_silent(self, synced: Synced) -> None:
+        synced.fake.script(ADMIN_USERS_PATH, Scripted.stall(10))
+        result = synced.sync(SUPABASE_READ_TIMEOUT="0.3")
+        assert result.returncode == 1
+        [line] = result.stderr.splitlines()
+        assert line.startswith("error: Supabase at ") and "did not answer in time" in line
+
     async def test_supabase_failing(self, synced: Synced) -> None:
         synced.fake.script(ADMIN_USERS_PATH, Scripted.gotrue_error(500, "unexpected_failure", "x"))
         result = synced.sync()

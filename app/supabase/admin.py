@@ -153,11 +153,15 @@ class SupabaseAdmin:
             return await asyncio.wait_for(
                 self.http.get(url, params=params, headers=self.headers), self.deadline
             )
-        except (httpx.HTTPError, asyncio.TimeoutError) as exc:
-            reason = "no answer in time" if is_timeout(exc) else type(exc).__name__
+        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
             raise SupabaseAdminError(
-                f"cannot reach Supabase at {self.base_url} ({reason}); check SUPABASE_URL, "
-                "or try again later"
+                f"Supabase at {self.base_url} did not answer in time (SUPABASE_CONNECT_TIMEOUT, "
+                "SUPABASE_READ_TIMEOUT); try again later"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise SupabaseAdminError(
+                f"cannot reach Supabase at {self.base_url} ({type(exc).__name__}); check "
+                "SUPABASE_URL, or try again later"
             ) from exc
 
     def refused(self, response: httpx.Response, body: object, what: str) -> SupabaseAdminError:
@@ -176,7 +180,3 @@ class SupabaseAdmin:
         return SupabaseAdminError(
             f"Supabase answered {status} {error_code(body)} for {what}; try again later"
         )
-
-
-def is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException))
