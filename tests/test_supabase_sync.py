@@ -24,6 +24,8 @@ from tests.test_supabase_exchange import add_user, rows
 pytestmark = pytest.mark.processes  # each test runs the command as a process
 
 NOTHING = "deactivated 0, revoked 0, updated 0"
+WEBHOOK_SECRET = "whsec-0123456789abcdef0123456789abcdef"
+WEBHOOK_AUTH = {"Authorization": f"Bearer {WEBHOOK_SECRET}"}
 
 
 @dataclass
@@ -70,7 +72,10 @@ async def synced(
     forks: ManageForks,
     database_url: str,
 ) -> AsyncIterator[Synced]:
-    async with supabase_app_factory() as app, asgi_client(app) as client:
+    async with (
+        supabase_app_factory(SUPABASE_WEBHOOK_SECRET=WEBHOOK_SECRET) as app,
+        asgi_client(app) as client,
+    ):
         yield Synced(app, client, supabase_fake, forks, database_url)
 
 
@@ -189,18 +194,25 @@ async def test_an_account_missing_from_the_list_is_asked_for_before_it_is_deacti
     assert asked == {alive.id, gone.id}
 
 
-async def test_a_ban_the_webhook_applied_is_not_applied_again(synced: Synced) -> None:
+async def test_a_ban_is_applied_once_whoever_applies_it(synced: Synced) -> None:
+    """The webhook and the sync share the record of the ban applied: what one did, the other
+    does not do again; a longer ban is another ban; an ended ban is none."""
     user = synced.fake.create_user("ada@example.com")
     await synced.sign_in(user)
-    synced.fake.ban_user(user)
-    assert synced.synced()[-1] == summary(checked=1, revoked=1)
-    [first] = await rows(synced.app)
-    # A longer ban is another ban: revoked again, once.
+    delivered = await synced.client.post(
+        "/auth/supabase/webhook", json=synced.fake.ban_user(user), headers=WEBHOOK_AUTH
+    )
+    assert delivered.status_code == 204
+    [by_webhook] = await rows(synced.app)
+    assert synced.synced()[-1] == summary(checked=1)
+    [after_sync] = await rows(synced.app)
+    assert after_sync.security_stamp == by_webhook.security_stamp
+    # A longer ban, whose webhook call was lost: revoked by the sync, once.
     synced.fake.ban_user(user, until=utc_now() + timedelta(days=400 * 365))
     assert synced.synced()[-1] == summary(checked=1, revoked=1)
     assert synced.synced()[-1] == summary(checked=1)
-    [second] = await rows(synced.app)
-    assert second.security_stamp != first.security_stamp
+    [longer] = await rows(synced.app)
+    assert longer.security_stamp != by_webhook.security_stamp
     # A ban that has ended revokes nothing.
     ended = synced.fake.create_user("ended@example.com")
     token = await synced.sign_in(ended)
