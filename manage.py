@@ -29,7 +29,7 @@ from app.fields import Email
 from app.models.user import User
 from app.observability.json_logs import uvicorn_log_config
 from app.observability.multiprocess import shared_metrics_directory
-from app.services.supabase_sync import SupabaseSync, SyncTotals
+from app.services.supabase_sync import SupabaseSync, SyncTotals, TooManyDeactivations
 from app.services.user import UserService
 from app.supabase.admin import DEFAULT_PER_PAGE, MAX_PER_PAGE, SupabaseAdmin, SupabaseAdminError
 
@@ -264,7 +264,9 @@ def revoke_tokens(email: Annotated[str, typer.Argument(help="The user's email")]
     typer.echo(f"revoked every API token of {user.email} (id {user.id})")
 
 
-async def sync_with_supabase(settings: Settings, *, dry_run: bool, per_page: int) -> SyncTotals:
+async def sync_with_supabase(
+    settings: Settings, *, dry_run: bool, per_page: int, max_deactivations: int
+) -> SyncTotals:
     try:
         supabase = SupabaseAdmin.from_settings(settings)
     except SupabaseAdminError as exc:
@@ -272,12 +274,23 @@ async def sync_with_supabase(settings: Settings, *, dry_run: bool, per_page: int
     try:
         async with open_session(settings) as session:
             return await SupabaseSync.run(
-                session, supabase, per_page=per_page, dry_run=dry_run, echo=typer.echo, warn=warn
+                session,
+                supabase,
+                per_page=per_page,
+                max_deactivations=max_deactivations,
+                dry_run=dry_run,
+                echo=typer.echo,
+                warn=warn,
             )
-    except SupabaseAdminError as exc:
+    except (SupabaseAdminError, TooManyDeactivations) as exc:
         raise CLIError(str(exc)) from exc
     finally:
         await supabase.aclose()
+
+
+# More than this many accounts whose Supabase user is gone, in one run, is more likely a
+# SUPABASE_URL pointing at another project than users deleted while every webhook call failed.
+DEFAULT_MAX_DEACTIVATIONS = 100
 
 
 def warn(message: str) -> None:
@@ -293,13 +306,24 @@ def sync_supabase(
     per_page: Annotated[
         int, typer.Option(min=1, max=MAX_PER_PAGE, help="Users per page of Supabase's list")
     ] = DEFAULT_PER_PAGE,
+    max_deactivations: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Refuse (changing nothing) when more accounts than this would be deactivated",
+        ),
+    ] = DEFAULT_MAX_DEACTIVATIONS,
 ) -> None:
     """Apply Supabase's users to the linked accounts, as its webhook calls would have (deleted:
     deactivated; banned: tokens revoked; confirmed new email: updated). For calls that were
     lost: Supabase does not retry them. Needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY (the
     secret or service_role key)."""
     settings = get_settings()
-    totals = run_on_users(sync_with_supabase(settings, dry_run=dry_run, per_page=per_page))
+    totals = run_on_users(
+        sync_with_supabase(
+            settings, dry_run=dry_run, per_page=per_page, max_deactivations=max_deactivations
+        )
+    )
     typer.echo(totals.summary())
 
 

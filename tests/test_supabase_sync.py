@@ -194,6 +194,41 @@ async def test_an_account_missing_from_the_list_is_asked_for_before_it_is_deacti
     assert asked == {alive.id, gone.id}
 
 
+async def test_only_gotrue_saying_user_not_found_makes_a_user_gone(synced: Synced) -> None:
+    """A 404 from a gateway (a wrong path, a proxy) says nothing about the user."""
+    user = synced.fake.create_user("ada@example.com")
+    await synced.sign_in(user)
+    synced.fake.script(ADMIN_USERS_PATH, Scripted(status=200, body={"users": [], "aud": "x"}))
+    no_route = {"message": "no Route matched with those values"}
+    synced.fake.script(f"{ADMIN_USERS_PATH}/{user.id}", Scripted(status=404, body=no_route))
+    result = synced.sync()
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: Supabase answered 404 - for user {user.id}; try again later"
+    ]
+    [row] = await rows(synced.app)
+    assert row.is_active and row.supabase_id == user.id
+
+
+async def test_more_deactivations_than_allowed_change_nothing(synced: Synced) -> None:
+    """Every linked user gone at once looks like SUPABASE_URL pointing at another project."""
+    users = [synced.fake.create_user(f"{name}@example.com") for name in "abc"]
+    for user in users:
+        await synced.sign_in(user)
+    for user in users[:2]:
+        synced.fake.delete_user(user)
+    before = [state(row) for row in await rows(synced.app)]
+    refused = synced.sync("--max-deactivations", "1")
+    assert refused.returncode == 1 and refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert "2 linked accounts would be deactivated" in line and "nothing was changed" in line
+    assert [state(row) for row in await rows(synced.app)] == before
+    dry = synced.sync("--max-deactivations", "1", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.splitlines()[-1] == summary(1, deactivated=2)
+    assert "2 linked accounts would be deactivated" in dry.stderr
+    assert synced.synced("--max-deactivations", "2")[-1] == summary(1, deactivated=2)
+
+
 async def test_a_ban_is_applied_once_whoever_applies_it(synced: Synced) -> None:
     """The webhook and the sync share the record of the ban applied: what one did, the other
     does not do again; a longer ban is another ban; an ended ban is none."""

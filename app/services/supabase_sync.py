@@ -147,14 +147,19 @@ class SupabaseSync:
         supabase: SupabaseAdminUsers,
         *,
         per_page: int,
+        max_deactivations: int,
         dry_run: bool = False,
         echo: Callable[[str], None],
         warn: Callable[[str], None],
     ) -> SyncTotals:
         """Walk Supabase's user list, then apply its state to every linked account (one
-        transaction each). A linked account whose Supabase user the list did not show is asked
-        for by id before it is deactivated: a list paged by offset can skip a user when others
-        are deleted during the walk, and a skipped user must not cost an account."""
+        transaction each).
+
+        A linked account whose Supabase user the list did not show is asked for by id before it
+        counts as gone: a list paged by offset can skip a user when others are deleted during
+        the walk, and a skipped user must not cost an account. More than `max_deactivations`
+        accounts gone at once (a SUPABASE_URL pointing at another project would make every one
+        of them gone) is refused before anything changes: TooManyDeactivations."""
         totals = SyncTotals()
         listed: dict[str, AuthUserRecord | None] = {}  # None: listed, but unreadable
         async for user in supabase.users(per_page):
@@ -162,20 +167,24 @@ class SupabaseSync:
             if supabase_id is not None:
                 listed[supabase_id] = record
         totals.checked = len(listed)
+        states: list[tuple[str, AuthUserRecord | None]] = []  # None: the user is gone
         for supabase_id in await linked_supabase_ids(session):
-            if supabase_id in listed:
-                record = listed[supabase_id]
-                if record is None:
-                    continue  # unreadable: warned about, left as it is
-            else:
+            if supabase_id not in listed:
                 found = await supabase.user(supabase_id)
-                if found is not None:
-                    totals.checked += 1
-                    _, record = read_user(found, warn)
-                    if record is None:
-                        continue
-                else:
-                    record = None
+                if found is None:
+                    states.append((supabase_id, None))
+                    continue
+                totals.checked += 1
+                listed[supabase_id] = read_user(found, warn)[1]
+            record = listed[supabase_id]
+            if record is not None:  # an unreadable user (warned about) is left as it is
+                states.append((supabase_id, record))
+        gone = sum(1 for _, record in states if record is None or record.deleted_at is not None)
+        if gone > max_deactivations:
+            if not dry_run:
+                raise TooManyDeactivations(gone, max_deactivations)
+            warn(TooManyDeactivations(gone, max_deactivations).args[0])
+        for supabase_id, record in states:
             change = await reconcile(session, supabase_id, record, dry_run=dry_run)
             if change is None:
                 continue
@@ -186,6 +195,15 @@ class SupabaseSync:
             if change.kind is not None:
                 totals.count(change.kind)
         return totals
+
+
+class TooManyDeactivations(Exception):
+    def __init__(self, gone: int, limit: int) -> None:
+        super().__init__(
+            f"{gone} linked accounts would be deactivated (their Supabase users are gone), more "
+            f"than --max-deactivations {limit}: is SUPABASE_URL this API's project? If so, run "
+            "again with a larger --max-deactivations; nothing was changed"
+        )
 
 
 def read_user(

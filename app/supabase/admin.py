@@ -140,8 +140,8 @@ class SupabaseAdmin:
         """One user as Supabase has it now; None when it does not exist."""
         response = await self.get(f"{self.users_url}/{supabase_id}")
         body = json_body(response)
-        if response.status_code == 404:
-            return None
+        if response.status_code == 404 and error_code(body) == "user_not_found":
+            return None  # GoTrue's own 404, not a gateway's "no route": the user is gone
         if response.status_code != 200:
             raise self.refused(response, body, f"user {supabase_id}")
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
