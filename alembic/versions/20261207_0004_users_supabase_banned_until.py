@@ -1,6 +1,6 @@
 """users.supabase_banned_until: the Supabase ban whose token revocation was applied
 
-Revision ID: 0004
+Revision ID: 0004_banned_until
 Revises: 0003
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
+revision: str = "0004_banned_until"
 down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
