@@ -279,6 +279,23 @@ async def test_an_address_another_account_has_is_kept_with_a_warning(synced: Syn
     assert await synced.works(token)
 
 
+async def test_emails_from_supabase_take_the_canonical_form(synced: Synced) -> None:
+    """IDNA ASCII domain, lower-cased: the Unicode spelling of a taken address is that address."""
+    other = await add_user(synced.app, "boss@xn--80ak6aa92e.com")
+    unicode_user, plain_user = (synced.fake.create_user(f"{n}@example.com") for n in "ab")
+    for user in (unicode_user, plain_user):
+        await synced.sign_in(user)
+    synced.fake.change_email(unicode_user, "Boss@аррӏе.com")  # Cyrillic: the taken address
+    synced.fake.change_email(plain_user, "New@Bücher.example")
+    result = synced.sync()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == summary(checked=2, updated=1)
+    [warning] = result.stderr.splitlines()
+    assert unicode_user.id in warning and str(other.id) in warning
+    emails = sorted(row.email for row in await rows(synced.app))
+    assert emails == ["a@example.com", "boss@xn--80ak6aa92e.com", "new@xn--bcher-kva.example"]
+
+
 @one_database  # refused before the database is used
 class TestRefusals:
     @pytest.mark.parametrize(

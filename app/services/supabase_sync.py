@@ -36,10 +36,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.fields import normalize_email
 from app.models.user import User
 from app.schemas.supabase_webhook import AuthUserRecord, SupabaseUserEvent
-from app.supabase.identity import is_usable_email
+from app.supabase.identity import is_usable_email, supabase_email
 
 logger = logging.getLogger("app.supabase")
 
@@ -301,12 +300,14 @@ def is_new_ban(user: User, record: AuthUserRecord) -> bool:
 
 
 async def plan_email(session: AsyncSession, user: User, email: str, change: Change) -> None:
-    email = normalize_email(email)
+    email = supabase_email(email)
     if email == user.email:
         return
     if not is_usable_email(email):
         change.warnings.append(
-            change.keeps_email("confirmed an email with whitespace or control characters")
+            change.keeps_email(
+                "confirmed an email with whitespace or control characters, or an invalid domain"
+            )
         )
         return
     holder = await User.get_by_email(session, email)
@@ -335,4 +336,6 @@ def confirms_new_email(row: AuthUserRecord, old: AuthUserRecord) -> bool:
     """The row's email is confirmed, and it was not, or it is another address than before."""
     if row.email_confirmed_at is None or not row.email:
         return False
-    return old.email_confirmed_at is None or (old.email or "").lower() != row.email.lower()
+    if old.email_confirmed_at is None:
+        return True
+    return supabase_email(old.email or "") != supabase_email(row.email)
