@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, CRUDMixin, TimestampMixin
+from app.db.pagination import Order
 from app.fields import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, normalize_email
 
 SECURITY_STAMP_LENGTH = 32
@@ -51,6 +52,11 @@ class User(CRUDMixin, TimestampMixin, Base):
         return result.scalar_one_or_none()
 
     @classmethod
-    def ordered(cls) -> Select[tuple[User]]:
-        """Every user, oldest first: the order of the users list."""
-        return select(cls).order_by(cls.id)
+    def listed(cls) -> Select[tuple[User]]:
+        """The users a list shows: all (`paginate` orders and pages them)."""
+        return select(cls)
+
+    @classmethod
+    def list_order(cls) -> Order:
+        """The order of the users list: by id, oldest first (the primary key's index)."""
+        return (cls.id.asc(),)

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Response, status
 
 from app.db.base import MAX_INT_ID
 from app.db.pagination import Page
-from app.dependencies import CurrentUser, ReadSessionDep, SessionDep, Superuser
+from app.dependencies import CurrentUser, PageParamsDep, ReadSessionDep, SessionDep, Superuser
 from app.models.user import User
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.user import UserCreateRequest, UserPage, UserResponse, UserUpdateRequest
@@ -21,11 +21,10 @@ UserId = Annotated[int, Path(ge=1, le=MAX_INT_ID, description="The user's id")]
 async def list_users(
     session: ReadSessionDep,
     _: Superuser,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_INT_ID)] = 0,
+    page: PageParamsDep,
 ) -> Page[User]:
     """List users, ordered by id (superuser only)."""
-    return await UserService.list_users(session, limit=limit, offset=offset)
+    return await UserService.list_users(session, page)
 
 
 @router.post(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.pagination import Page, paginate
+from app.db.pagination import Page, PageParams, paginate
 from app.errors import EmailAlreadyRegistered, PermissionDenied, UserNotFound
 from app.models.user import User
 from app.schemas.user import UserCreateRequest, UserUpdateRequest
@@ -33,8 +33,8 @@ class UserService:
         return user
 
     @staticmethod
-    async def list_users(session: AsyncSession, *, limit: int, offset: int) -> Page[User]:
-        return await paginate(session, User.ordered(), limit=limit, offset=offset)
+    async def list_users(session: AsyncSession, page: PageParams) -> Page[User]:
+        return await paginate(session, User.listed(), order=User.list_order(), params=page)
 
     @staticmethod
     async def find_user(session: AsyncSession, user_id: int) -> User:
