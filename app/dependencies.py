@@ -182,14 +182,24 @@ class Owned(Protocol):
 OwnedT = TypeVar("OwnedT", bound=Owned)
 
 
+def check_owner_or_superuser(caller: User, owner_id: int) -> None:
+    """The one rule of who may change a row (and see a user's record): its owner, or a
+    superuser; 403 for anyone else. Routes apply it through `owner_or_superuser`; nothing else
+    (no service) checks who the caller is for a row."""
+    if owner_id != caller.id and not caller.is_superuser:
+        raise PermissionDenied("Only its owner or a superuser may do this")
+
+
 def owner_or_superuser(load: Callable[..., Awaitable[OwnedT]]) -> Callable[..., Awaitable[OwnedT]]:
     """A dependency giving the row `load` gives (its own 404 included), when the caller owns it
     or is a superuser; 403 otherwise. The caller is checked first: no token is a 401, whatever
-    the id."""
+    the id. Use it for every route that changes a row of a user-owned resource:
+
+        EditablePost = Annotated[Post, Depends(owner_or_superuser(post_for_change))]
+    """
 
     async def owned_row(caller: CurrentUser, row: OwnedT = Depends(load)) -> OwnedT:
-        if row.owner_id != caller.id and not caller.is_superuser:
-            raise PermissionDenied("Only its owner or a superuser can change it")
+        check_owner_or_superuser(caller, row.owner_id)
         return row
 
     return owned_row

@@ -37,6 +37,12 @@ class User(CRUDMixin, TimestampMixin, Base):
     def __repr__(self) -> str:
         return f"<User id={self.id!r}>"
 
+    @property
+    def owner_id(self) -> int:
+        """Who may change this record (with superusers): the user itself. See
+        `app/dependencies.py`."""
+        return self.id
+
     def revoke_tokens(self) -> None:
         """Revoke every API token issued so far (flushed with the next flush)."""
         self.security_stamp = new_security_stamp()
