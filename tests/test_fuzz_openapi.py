@@ -445,4 +445,9 @@ async def test_stateful_sequences_with_negative_steps_survive(
     )
     assert successes and refusals, dict(world.statuses)
     invalid_steps_refused = sum(seen[422] for seen in world.statuses.values())
-    assert invalid_steps_refused, f"no negative step reached validation: {dict(world.statuses)}"
+    # A member is refused (403) before validation on every operation it may not use, and on
+    # others' rows (`owner_or_superuser` runs before the body is validated), so whether one of
+    # its negative steps lands where validation runs is chance; its validation is covered by
+    # test_every_operation_survives_fuzzing (negative data on every operation).
+    if caller == "superuser":
+        assert invalid_steps_refused, f"no negative step reached validation: {world.statuses}"
