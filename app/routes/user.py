@@ -5,7 +5,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.base import MAX_INT_ID
 from app.db.pagination import Page
 from app.dependencies import (
     CurrentUser,
@@ -16,6 +15,7 @@ from app.dependencies import (
     check_owner_or_superuser,
     owner_or_superuser,
 )
+from app.fields import MAX_INT_ID
 from app.models.user import User
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.user import UserCreateRequest, UserPage, UserResponse, UserUpdateRequest
