@@ -20,7 +20,15 @@ from app.rate_limit.config import check_rate_limit, check_redis_url
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_FILE = PROJECT_ROOT / ".secrets" / "jwt_secret_key"
 MIN_SECRET_BYTES = 32
-DEFAULT_DEV_CORS_ORIGINS = ["http://localhost:3000", "http://localhost:5173"]
+# Outside production: a front end's dev server (3000; Vite's dev server 5173 and `vite preview`
+# 4173, examples/web/) on this machine.
+DEFAULT_DEV_CORS_ORIGINS = [
+    "http://localhost:3000",
+    "http://localhost:5173",
+    "http://localhost:4173",
+    "http://127.0.0.1:5173",
+    "http://127.0.0.1:4173",
+]
 SUPABASE_POOLER_PORT = 6543
 
 

@@ -234,6 +234,8 @@ def docker_ignored(path: str) -> bool:
         "app/__pycache__/main.cpython-312.pyc",
         ".pytest_cache/v/cache",
         ".mypy_cache/3.10/app",
+        "clients/typescript/node_modules/typescript/package.json",
+        "e2e/node_modules/.bin/playwright",
     ],
 )
 def test_dockerignore_leaves_out_local_state(path: str) -> None:

@@ -81,7 +81,13 @@ def test_development_secret_file_is_git_ignored() -> None:
 
 def test_cors_defaults_depend_on_environment() -> None:
     dev = settings(JWT_SECRET_KEY=SECRET)
-    assert dev.cors_origins == ["http://localhost:3000", "http://localhost:5173"]
+    assert dev.cors_origins == [
+        "http://localhost:3000",
+        "http://localhost:5173",
+        "http://localhost:4173",
+        "http://127.0.0.1:5173",
+        "http://127.0.0.1:4173",
+    ]
     prod = settings(APP_ENV="production", JWT_SECRET_KEY=SECRET)
     assert prod.cors_origins == []
     custom = settings(JWT_SECRET_KEY=SECRET, CORS_ORIGINS=" https://a.example , https://b.example")
