@@ -103,6 +103,10 @@ function firstLine(child: ChildProcess, name: string): Promise<string> {
       clearTimeout(timer);
       reject(new Error(`${name} exited (${code}) before it was ready`));
     });
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} did not start: ${error.message}`));
+    });
   });
 }
 
