@@ -14,8 +14,9 @@ Users sign up through the fake's `POST /auth/v1/signup` (supabase-js `auth.signU
 confirmed at once). A `--superuser` is a Supabase user with that password, and a superuser of
 the API (`manage.py create-superuser`), linked at its first exchange. It runs until SIGTERM,
 SIGINT or the end of its standard input (so it ends with the process that started it), then
-stops the API and removes the database. The API's log is in the file `--api-log` (default: in the
-temporary directory, printed to stderr if the API does not start).
+stops the API and removes the database. The API's settings come from this script alone: no
+setting from the shell, no `.env` (MEGAPOLIS_ENV_FILE=/dev/null). Its log is in the file
+`--api-log` (default: in the temporary directory, printed to stderr if the API does not start).
 """
 
 from __future__ import annotations
@@ -39,12 +40,16 @@ import httpx
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
+# No developer's `.env` for this process and the API (read when app.config is imported).
+NO_ENV_FILE = {"MEGAPOLIS_ENV_FILE": os.devnull}
+os.environ.update(NO_ENV_FILE)
 
 from alembic import command  # noqa: E402
 
-from app.config import get_settings  # noqa: E402
+from app.config import Settings, get_settings  # noqa: E402
 from app.supabase.fake import FakeSupabase  # noqa: E402
 
+SETTINGS = frozenset(Settings.model_fields)
 STARTUP_LIMIT = 60.0  # seconds; a cold start on a busy 2-core machine takes 2-5
 
 
@@ -56,10 +61,12 @@ def free_port() -> int:
 
 
 def api_environment(database_url: str, fake: FakeSupabase, origins: list[str]) -> dict[str, str]:
-    """Everything that decides what the suites see is set here, so it wins over a developer's
-    `.env` (the environment wins over the file)."""
+    """The shell's environment without any of the app's settings (nor `.env`): what the
+    suites see is decided here, not by a developer's configuration."""
+    inherited = {name: value for name, value in os.environ.items() if name not in SETTINGS}
     return {
-        **os.environ,
+        **inherited,
+        **NO_ENV_FILE,
         "APP_ENV": "test",
         "DATABASE_URL": database_url,
         "JWT_SECRET_KEY": secrets.token_urlsafe(32),
@@ -77,6 +84,7 @@ def prepare_database(environment: dict[str, str], superusers: list[str]) -> None
     """`manage.py upgrade`, then `manage.py create-superuser` for each email, in this process."""
     import manage
 
+    os.environ.clear()
     os.environ.update(environment)
     get_settings.cache_clear()
     config = manage.alembic_config(get_settings())
