@@ -9,6 +9,7 @@ from enum import Enum
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from fastapi.utils import generate_unique_id
 
 from app.config import Settings
 from app.observability import scrape
@@ -36,14 +37,16 @@ def operation_id(route: APIRoute) -> str:
     """`<tag>-<function name>`, e.g. `users-read_me`: short and stable, so a client generated
     from the schema (clients/typescript/) gets usable names, instead of FastAPI's default
     `read_me_api_v1_users_me_get`. Unique as long as no two functions of a tag share a name
-    (tests/test_openapi_operations.py checks)."""
-    check_tagged(route)
+    (tests/test_openapi_operations.py checks). A route left out of the schema may have no tag:
+    it keeps FastAPI's id, which only names its request body's schema."""
+    if not route.tags:
+        return generate_unique_id(route)
     tag = route.tags[0]
     return f"{tag.value if isinstance(tag, Enum) else tag}-{route.name}"
 
 
 def check_tagged(route: APIRoute) -> None:
-    if not route.tags:
+    if route.include_in_schema and not route.tags:
         raise ValueError(
             f"{route.path} ({route.name}) has no tag: give its APIRouter tags=[...], "
             "the first tag names its operations"

@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
@@ -74,3 +75,21 @@ def test_a_route_without_a_tag_is_refused_at_startup(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr("app.router.ROUTERS", [(untagged, "")])
     with pytest.raises(ValueError, match=r"/untagged \(untagged_route\) has no tag"):
         include_routers(FastAPI(), make_settings("sqlite+aiosqlite:///:memory:"))
+
+
+async def test_a_route_left_out_of_the_schema_needs_no_tag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hidden = APIRouter()
+
+    @hidden.get("/hidden", include_in_schema=False)
+    async def hidden_route() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    monkeypatch.setattr("app.router.ROUTERS", [(hidden, "")])
+    app = FastAPI()
+    include_routers(app, make_settings("sqlite+aiosqlite:///:memory:", METRICS_ENABLED=False))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/hidden")).json() == {"ok": "yes"}
+    assert app.openapi()["paths"] == {}
