@@ -102,6 +102,7 @@ client-test: $(STAMP) client-install
 
 e2e: $(STAMP) $(addsuffix /node_modules/.package-lock.json,$(NODE_PACKAGES))
 	@test -x $(CHROMIUM) || { echo "e2e needs Chromium at $(CHROMIUM): apt-get install -y chromium (or CHROMIUM=/path)"; exit 1; }
+	cd examples/web && npm run -s typecheck
 	cd e2e && MEGAPOLIS_PYTHON=$(CURDIR)/.venv/bin/python CHROMIUM=$(CHROMIUM) npm test
 
 clean:
