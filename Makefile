@@ -33,6 +33,7 @@ help:
 	@echo "make compose-check  build the image, run and check the Compose stack (root, shared tool)"
 	@echo "make client  regenerate the TypeScript client (clients/typescript/) from the API's schema"
 	@echo "make client-test  the client's own tests (npm test) against a real API and the fake Supabase"
+	@echo "make client-install  npm ci in clients/typescript/ (the others run it when needed)"
 	@echo "make e2e     the example web app (examples/web/) in headless Chromium (Playwright, e2e/)"
 
 $(POETRY):
