@@ -711,7 +711,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -805,7 +805,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -870,7 +870,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -924,7 +924,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -969,7 +969,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1027,7 +1027,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -1081,7 +1081,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1167,7 +1167,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1236,7 +1236,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -1290,7 +1290,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1355,7 +1355,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1424,7 +1424,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -1478,7 +1478,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1573,7 +1573,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1639,7 +1639,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -1693,7 +1693,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1765,7 +1765,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -1819,7 +1819,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1885,7 +1885,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -1939,7 +1939,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2018,7 +2018,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2078,7 +2078,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -2132,7 +2132,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2218,7 +2218,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2284,7 +2284,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -2338,7 +2338,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2410,7 +2410,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) */
+            /** @description The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough (MIN_BODY_DATA_RATE) */
             408: {
                 headers: {
                     [name: string]: unknown;
@@ -2464,7 +2464,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES) */
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
             503: {
                 headers: {
                     [name: string]: unknown;
