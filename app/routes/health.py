@@ -17,7 +17,7 @@ READINESS_TIMEOUT_SECONDS = 3.0
 
 @router.get("/")
 async def hello() -> dict[str, str]:
-    """Hello, world: the API answers."""
+    """A greeting: the API answers."""
     return {"message": "Hello, world!"}
 
 
