@@ -12,8 +12,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Hello, world: the API answers
-         * @description Hello, world: the API answers.
+         * A greeting: the API answers
+         * @description A greeting: the API answers.
          */
         get: operations["health-hello"];
         put?: never;
@@ -389,12 +389,23 @@ export interface components {
         PostPage: {
             /** Items */
             items: components["schemas"]["PostResponse"][];
-            /** Total */
-            total: number;
+            /**
+             * Total
+             * @description How many rows the list's filters match: exact up to 10,000, null above
+             */
+            total: number | null;
             /** Limit */
             limit: number;
-            /** Offset */
+            /**
+             * Offset
+             * @description How many rows come before this page
+             */
             offset: number;
+            /**
+             * Next Cursor
+             * @description Pass it as `cursor` for the next page; null on the last page
+             */
+            next_cursor: string | null;
         };
         /** PostResponse */
         PostResponse: {
@@ -490,12 +501,23 @@ export interface components {
         UserPage: {
             /** Items */
             items: components["schemas"]["UserResponse"][];
-            /** Total */
-            total: number;
+            /**
+             * Total
+             * @description How many rows the list's filters match: exact up to 10,000, null above
+             */
+            total: number | null;
             /** Limit */
             limit: number;
-            /** Offset */
+            /**
+             * Offset
+             * @description How many rows come before this page
+             */
             offset: number;
+            /**
+             * Next Cursor
+             * @description Pass it as `cursor` for the next page; null on the last page
+             */
+            next_cursor: string | null;
         };
         /** UserResponse */
         UserResponse: {
@@ -1095,8 +1117,12 @@ export interface operations {
     "users-list_users": {
         parameters: {
             query?: {
+                /** @description Rows per page */
                 limit?: number;
-                offset?: number;
+                /** @description Rows to skip (not with `cursor`) */
+                offset?: number | null;
+                /** @description The `next_cursor` of the page before (not with `offset`) */
+                cursor?: string | null;
             };
             header?: never;
             path?: never;
@@ -1953,10 +1979,14 @@ export interface operations {
     "posts-list_posts": {
         parameters: {
             query?: {
-                limit?: number;
-                offset?: number;
                 /** @description Only this author's posts */
                 author_id?: number | null;
+                /** @description Rows per page */
+                limit?: number;
+                /** @description Rows to skip (not with `cursor`) */
+                offset?: number | null;
+                /** @description The `next_cursor` of the page before (not with `offset`) */
+                cursor?: string | null;
             };
             header?: never;
             path?: never;

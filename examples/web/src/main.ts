@@ -64,8 +64,9 @@ function showUser(user: UserSummary): void {
   view.signedIn.hidden = false;
 }
 
-function renderPosts(posts: Post[], total: number): void {
-  view.postCount.textContent = `(${total})`;
+/** `total` is null past the count the API makes (10,000): "more than" is all it says then. */
+function renderPosts(posts: Post[], total: number | null): void {
+  view.postCount.textContent = total === null ? "(more than 10,000)" : `(${total})`;
   view.posts.replaceChildren(
     ...posts.map((post) => {
       const item = document.createElement("li");
