@@ -19,7 +19,10 @@ const STARTUP_MS = 120_000;
 
 export default async function globalSetup(): Promise<() => Promise<void>> {
   mkdirSync(OUTPUT, { recursive: true });
-  const webUrl = `http://127.0.0.1:${await freePort()}`;
+  // The web app's port is held until vite preview takes it, so that the API (which picks its
+  // own free port meanwhile) cannot get the same one.
+  const webPort = await reservePort();
+  const webUrl = `http://127.0.0.1:${webPort.port}`;
   const stack = spawn(
     python(),
     [
@@ -48,10 +51,10 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     };
     const dist = `${OUTPUT}web-dist`;
     await run(vite(), ["build", "--outDir", dist, "--emptyOutDir", "--logLevel", "warn"], WEB, env);
-    const port = new URL(webUrl).port;
+    await webPort.release();
     const preview = spawn(
       vite(),
-      ["preview", "--outDir", dist, "--host", "127.0.0.1", "--port", port, "--strictPort"],
+      ["preview", "--outDir", dist, "--host", "127.0.0.1", "--port", String(webPort.port), "--strictPort"],
       { cwd: WEB, env, stdio: ["ignore", "ignore", "inherit"] },
     );
     children.push(preview);
@@ -63,6 +66,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
       E2E_SUPABASE_KEY: ready.supabaseKey,
     });
   } catch (error) {
+    await webPort.release();
     await teardown();
     throw error;
   }
@@ -80,13 +84,17 @@ function vite(): string {
   return bin;
 }
 
-function freePort(): Promise<number> {
+/** A free port of 127.0.0.1, listened on (so taken) until `release()`. */
+function reservePort(): Promise<{ port: number; release: () => Promise<void> }> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+      const port = typeof address === "object" && address ? address.port : 0;
+      const release = () =>
+        new Promise<void>((done) => (server.listening ? server.close(() => done()) : done()));
+      resolve({ port, release });
     });
   });
 }
