@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from enum import Enum
@@ -22,6 +23,14 @@ DEV_SECRET_FILE = PROJECT_ROOT / ".secrets" / "jwt_secret_key"
 MIN_SECRET_BYTES = 32
 DEFAULT_DEV_CORS_ORIGINS = ["http://localhost:3000", "http://localhost:5173"]
 SUPABASE_POOLER_PORT = 6543
+# The dotenv file the settings read: the project's `.env`, or the file MEGAPOLIS_ENV_FILE names
+# (`/dev/null`: none). The test suite sets it to /dev/null, so a developer's `.env` never changes
+# what a test sees.
+ENV_FILE_VARIABLE = "MEGAPOLIS_ENV_FILE"
+
+
+def env_file() -> Path:
+    return Path(os.environ.get(ENV_FILE_VARIABLE) or PROJECT_ROOT / ".env")
 
 
 class AppEnv(str, Enum):
@@ -37,7 +46,7 @@ class ConfigurationError(RuntimeError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         # The project's .env, wherever manage.py or the server is started from.
-        env_file=PROJECT_ROOT / ".env",
+        env_file=env_file(),
         env_file_encoding="utf-8",
         env_ignore_empty=True,
         extra="ignore",

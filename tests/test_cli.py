@@ -18,6 +18,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from app.config import ENV_FILE_VARIABLE
 from tests.conftest import (
     ADMIN_PG_URL,
     PROJECT_ROOT,
@@ -409,7 +410,12 @@ def test_project_files_are_found_from_any_directory(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / ".env").write_text("DATABASE_URL=sqlite+aiosqlite:///./wrong.db\n")
-    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"} | {
+    # The suite reads no .env (tests/hermetic.py); this test reads the copy's.
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", ENV_FILE_VARIABLE}
+    } | {
         "JWT_SECRET_KEY": TEST_SECRET,
         "APP_ENV": "test",
     }
