@@ -266,6 +266,17 @@ def development_secret(path: Path = DEV_SECRET_FILE) -> str:
     return path.read_text().strip()
 
 
+class _AppEnvOnly(BaseSettings):
+    model_config = Settings.model_config
+    APP_ENV: str = "development"
+
+
+def configured_app_env() -> str:
+    """APP_ENV alone, read the way Settings reads it (environment, then `.env`), lower-cased: a
+    refusal to run in production must not depend on the rest of the configuration being valid."""
+    return _AppEnvOnly().APP_ENV.strip().lower()
+
+
 @lru_cache
 def get_settings() -> Settings:
     return Settings()

@@ -268,6 +268,34 @@ def test_dev_token_script_signs_a_token_for_an_existing_user(sqlite_url: str) ->
     refused = run("dev@example.com", APP_ENV="production")
     assert refused.returncode == 1 and refused.stdout == ""
     assert "not in production" in refused.stderr
+    # Production without a key (the settings themselves refuse to load): the same one line.
+    keyless = run("dev@example.com", APP_ENV="production", JWT_SECRET_KEY="")
+    assert keyless.returncode == 1 and keyless.stdout == ""
+    assert keyless.stderr.splitlines() == [
+        "error: not in production: tokens come from the Supabase exchange"
+    ]
+
+
+def test_dev_token_script_has_real_arguments() -> None:
+    """`--help` is help, not an email; a missing or extra argument is a usage error."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "scripts/dev_token.py", *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    helped = run("--help")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: scripts/dev_token.py [-h] EMAIL")
+    assert "no user" not in helped.stdout + helped.stderr
+    for wrong in ((), ("a@example.com", "b@example.com")):
+        misused = run(*wrong)
+        assert misused.returncode == 2 and "usage: scripts/dev_token.py" in misused.stderr
 
 
 # --- database problems: one line, what to set, exit 1 (both drivers, every command) ----------
