@@ -51,7 +51,9 @@ def create_app(
 
     app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    route_templates = RouteTemplates(include_routers(app, settings))
+    # FastAPI added the docs' routes (/docs, /redoc, /openapi.json) in its constructor.
+    docs_routes = list(app.router.routes)
+    route_templates = RouteTemplates(include_routers(app, settings), own_routes=docs_routes)
     document_common_errors(app)
     install_exception_handlers(app)
     # OpenTelemetry only with OTEL_EXPORTER_OTLP_ENDPOINT (None otherwise; nothing installed).
