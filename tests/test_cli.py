@@ -26,6 +26,7 @@ from tests.conftest import (
     PostgresServer,
 )
 from tests.processes import (
+    STARTUP_LIMIT,
     ManageForks,
     RunningServer,
     copy_project,
@@ -429,6 +430,39 @@ def test_run_waits_for_a_database_that_is_not_up_yet(
         assert "Overflow" not in output and "Pool disposed" not in output, output
     finally:
         postgres_server.drop_database(name)
+
+
+def test_make_run_serves_while_the_database_is_down(postgres_server: PostgresServer) -> None:
+    """`make run`'s upgrade step does not stop the start when the database is only not there yet
+    (before: `make run` exited with the upgrade's error); /readyz answers 503 meanwhile. A
+    database that can never work still stops it."""
+    port = free_port()
+    down = postgres_server.url_for("megapolis_absent").rsplit(":", 1)[0] + f":{free_port()}/x"
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"PORT={port}"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": down, "APP_ENV": "development"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    server = RunningServer(process, port)
+    try:
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while not server.ready():
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "make run did not serve"
+            time.sleep(0.2)
+        assert httpx.get(f"{server.base_url}/readyz", timeout=10).status_code == 503
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        output = process.communicate(timeout=30)[0]
+    assert "not upgraded: run `manage.py upgrade` once it is" in output, output
+    # A missing database is lasting: the upgrade step fails as before, whatever the flag says.
+    missing = postgres_server.url_for("megapolis_absent")
+    refused = manage("upgrade", "--skip-if-unavailable", database_url=missing)
+    assert refused.returncode == 1 and "does not exist" in refused.stderr, refused.stderr
 
 
 def test_project_files_are_found_from_any_directory(tmp_path: Path) -> None:
