@@ -56,7 +56,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(POETRY) run pytest $(PYTEST_ARGS)
 
-# The edit-test loop: everything but the tests marked `processes` (README, Testing).
+# The edit-test loop: everything but the tests marked `processes` (docs/development.md, Tests).
 test-quick: $(STAMP)
 	$(POETRY) run pytest -m "not processes" $(PYTEST_ARGS)
 

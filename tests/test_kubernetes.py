@@ -43,7 +43,7 @@ from tests.test_readme import layout_tree
 DEPLOY_DIR = PROJECT_ROOT / "deploy" / "kubernetes"
 KUSTOMIZATION = DEPLOY_DIR / "kustomization.yaml"
 SECRET_EXAMPLE = DEPLOY_DIR / "secret.example.yaml"
-README = (PROJECT_ROOT / "README.md").read_text()
+DEPLOYMENT = (PROJECT_ROOT / "docs/deployment.md").read_text()
 VENV_BIN = Path(sys.executable).parent  # the project's virtualenv, as /app/.venv/bin in the image
 
 # The oldest Kubernetes release these manifests are meant for, and a recent one. Both ship with
@@ -483,12 +483,12 @@ def test_namespace_enforces_the_restricted_pod_security_standard() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The README
+# docs/deployment.md
 
 
 def kubernetes_section() -> str:
-    match = re.search(r"^## Kubernetes\n(.*?)(?=^## )", README, re.M | re.S)
-    assert match is not None, "no '## Kubernetes' section in README.md"
+    match = re.search(r"^## Kubernetes\n(.*?)(?=^## |\Z)", DEPLOYMENT, re.M | re.S)
+    assert match is not None, "no '## Kubernetes' section in docs/deployment.md"
     return match.group(1)
 
 
@@ -610,7 +610,7 @@ def fresh_postgres(postgres_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory, fresh_postgres: str) -> Pod:
-    # The Secret as the README creates it: the required keys only.
+    # The Secret as docs/deployment.md creates it: the required keys only.
     secret = {"DATABASE_URL": fresh_postgres, "JWT_SECRET_KEY": TEST_SECRET}
     return Pod(tmp_path_factory.mktemp("pod"), secret)
 
