@@ -1,8 +1,8 @@
 """The container files, checked without a Docker engine.
 
-Dockerfile and docker-compose.yml are parsed and held to what docs/deployment.md promises; the entrypoint
-script runs for real (with `bash`) against a temporary SQLite database; the image's HEALTHCHECK
-command runs against a live server.
+Dockerfile and docker-compose.yml are parsed and held to what docs/deployment.md promises; the
+entrypoint script runs for real (with `bash`) against a temporary SQLite database; the image's
+HEALTHCHECK command runs against a live server.
 """
 
 from __future__ import annotations
@@ -669,7 +669,8 @@ def test_compose_check_runs_the_tool_above_the_project_on_it_as_its_owner(
 @pytest.mark.skipif(not IS_ROOT, reason="a root-owned checkout is made by root")
 def test_compose_check_hands_a_root_checkouts_revisions_to_the_api_user(tmp_path: Path) -> None:
     """The API never runs as root: a root-owned checkout is checked on a copy whose
-    alembic/versions belongs to 1000:1000 (docs/deployment.md's chown), the copy removed afterwards."""
+    alembic/versions belongs to 1000:1000 (docs/deployment.md's chown), the copy removed
+    afterwards."""
     project = checkout(tmp_path)
     tool = install_tool(tmp_path)
     record = tmp_path / "record"
