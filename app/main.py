@@ -20,6 +20,7 @@ from app.observability.routes import RouteTemplates
 from app.observability.tracing import install_tracing
 from app.rate_limit.limiter import create_rate_limiter
 from app.router import include_routers
+from app.routes import docs
 from app.schemas.errors import document_common_errors
 from app.supabase.client import SupabaseAuth, create_http_client
 
@@ -49,11 +50,15 @@ def create_app(
             await app.state.supabase.aclose()
             await app.state.database.dispose()
 
-    app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
+    # Swagger UI and ReDoc come from app/routes/docs.py, with assets the app serves itself.
+    app = FastAPI(
+        title="Megapolis API", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
-    # FastAPI added the docs' routes (/docs, /redoc, /openapi.json) in its constructor.
-    docs_routes = list(app.router.routes)
-    route_templates = RouteTemplates(include_routers(app, settings), own_routes=docs_routes)
+    docs.install(app)
+    # The app's own routes (/openapi.json, the docs and their assets), outside the routers.
+    own_routes = list(app.router.routes)
+    route_templates = RouteTemplates(include_routers(app, settings), own_routes=own_routes)
     document_common_errors(app)
     install_exception_handlers(app)
     # OpenTelemetry only with OTEL_EXPORTER_OTLP_ENDPOINT (None otherwise; nothing installed).
@@ -78,8 +83,10 @@ def create_app(
     )
     # Outermost: every answer (CORS refusals, 4xx from the limits, the last-resort 500) carries
     # X-Request-ID and the security headers, and is logged.
-    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
-    app.add_middleware(RequestContextMiddleware, route_templates=route_templates, docs_paths=docs)
+    docs_paths = (*docs.PATHS, app.openapi_url)
+    app.add_middleware(
+        RequestContextMiddleware, route_templates=route_templates, docs_paths=docs_paths
+    )
     if settings.METRICS_ENABLED:
         # Outside everything: it counts every answer, the other middlewares' included. Without
         # it (and GET /metrics, app/router.py), requests pay nothing for metrics.

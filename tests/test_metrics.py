@@ -112,6 +112,13 @@ async def test_the_docs_have_routes_of_their_own(client: httpx.AsyncClient) -> N
         assert counted - before.get(REQUESTS, method="GET", route=path, status="200") == 1
     unmatched = after.get(REQUESTS, method="GET", route="unmatched", status="200")
     assert unmatched == before.get(REQUESTS, method="GET", route="unmatched", status="200")
+    # Their assets: one series for all of them, not one per file.
+    before = await scrape(client)
+    for asset in ("swagger-ui.css", "redoc.standalone.js"):
+        assert (await client.get(f"/docs/assets/{asset}")).status_code == 200
+    after = await scrape(client)
+    assets = {"method": "GET", "route": "/docs/assets/{path}", "status": "200"}
+    assert after.get(REQUESTS, **assets) - before.get(REQUESTS, **assets) == 2
 
 
 async def test_requests_answered_before_routing_still_name_their_route(
