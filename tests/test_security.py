@@ -16,8 +16,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.config import Settings
-from app.db.base import MAX_INT_ID
 from app.dependencies import SessionDep
+from app.fields import MAX_INT_ID
 from app.main import create_app
 from app.router import routers_for
 from app.routes import docs
