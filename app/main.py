@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app import api_docs
 from app.config import Settings, get_settings
 from app.db.database import Database
 from app.exception_handlers import install_exception_handlers
@@ -22,7 +23,6 @@ from app.observability.routes import RouteTemplates
 from app.observability.tracing import install_tracing
 from app.rate_limit.limiter import create_rate_limiter
 from app.router import include_routers
-from app.routes import docs
 from app.schemas.errors import document_common_errors
 from app.supabase.client import SupabaseAuth, create_http_client
 
@@ -52,12 +52,12 @@ def create_app(
             await app.state.supabase.aclose()
             await app.state.database.dispose()
 
-    # Swagger UI and ReDoc come from app/routes/docs.py, with assets the app serves itself.
+    # Swagger UI and ReDoc come from app/api_docs.py, with assets the app serves itself.
     app = FastAPI(
         title="Megapolis API", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.settings = settings
-    docs.install(app)
+    api_docs.install(app)
     # The app's own routes (/openapi.json, the docs and their assets), outside the routers.
     own_routes = list(app.router.routes)
     routers = include_routers(app, settings)
@@ -85,7 +85,7 @@ def create_app(
     )
     # Outermost: every answer (CORS refusals, 4xx from the limits, the last-resort 500) carries
     # X-Request-ID and the security headers, and is logged.
-    docs_paths = (*docs.PATHS, app.openapi_url)
+    docs_paths = (*api_docs.PATHS, app.openapi_url)
     app.add_middleware(
         RequestContextMiddleware, route_templates=route_templates, docs_paths=docs_paths
     )

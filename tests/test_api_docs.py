@@ -1,5 +1,5 @@
 """Swagger UI and ReDoc work offline: every asset their pages reference is served by the app
-itself (app/routes/docs.py), none by a CDN."""
+itself (app/api_docs.py), none by a CDN."""
 
 from __future__ import annotations
 

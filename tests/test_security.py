@@ -15,12 +15,12 @@ from sqlalchemy import text
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app import api_docs
 from app.config import Settings
 from app.dependencies import SessionDep
 from app.fields import MAX_INT_ID
 from app.main import create_app
 from app.router import routers_for
-from app.routes import docs
 from tests.conftest import PROJECT_ROOT, AuthHeaders, UserFactory, make_settings, one_database
 
 API_HEADERS = {
@@ -204,9 +204,11 @@ async def test_every_route_is_in_the_openapi_inventory(
     assert served == documented
     top_level = [route for route in app.routes if isinstance(route, Route)]
     assert sorted(route.path for route in top_level) == sorted(DOCS_PATHS)
-    # The docs' own assets (app/routes/docs.py): static files, nothing else.
+    # The docs' own assets (app/api_docs.py): static files, nothing else.
     mounts = [route for route in app.routes if isinstance(route, Mount)]
-    assert [(mount.path, type(mount.app)) for mount in mounts] == [(docs.ASSETS_PATH, StaticFiles)]
+    assert [(mount.path, type(mount.app)) for mount in mounts] == [
+        (api_docs.ASSETS_PATH, StaticFiles)
+    ]
     assert len(app.routes) == len(top_level) + len(routers) + len(mounts)
 
 

@@ -4,7 +4,7 @@ context middleware adds them when the answer starts.
 What OWASP's REST Security Cheat Sheet asks of a JSON API: no MIME sniffing, no framing, no
 caching of answers that may hold personal data, no referrer, and a CSP that lets a JSON answer
 load nothing. The documentation pages (Swagger UI, ReDoc) run inline scripts and load their
-assets (app/routes/docs.py), so they and the assets get neither the CSP nor `no-store`; they still
+assets (app/api_docs.py), so they and the assets get neither the CSP nor `no-store`; they still
 cannot be framed.
 
 `Strict-Transport-Security` belongs to whatever terminates TLS (the reverse proxy).
