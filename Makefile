@@ -30,6 +30,7 @@ help:
 	@echo "make format  let ruff fix what it can and format the code"
 	@echo "make clean   remove .venv, .tools and the tools' caches"
 	@echo "make bench   benchmark against same-work FastAPI + asyncpg references (needs wrk and PostgreSQL)"
+	@echo "             its options: make bench BENCH_ARGS=--help, e.g. make bench BENCH_ARGS=\"--rounds 1\""
 	@echo "make compose-check  build the image, run and check the Compose stack (root, shared tool)"
 	@echo "make client  regenerate the TypeScript client (clients/typescript/) from the API's schema"
 	@echo "make client-test  the client's own tests (npm test) against a real API and the fake Supabase"
@@ -50,14 +51,16 @@ $(STAMP): $(POETRY) pyproject.toml poetry.lock
 
 install: $(STAMP)
 
+# A database that is not there yet does not stop the start (/readyz answers 503 until it is);
+# one that can never work with these settings, or a failing migration, does.
 run: $(STAMP)
-	$(POETRY) run python manage.py upgrade
+	$(POETRY) run python manage.py upgrade --skip-if-unavailable
 	$(POETRY) run python manage.py run --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(POETRY) run pytest $(PYTEST_ARGS)
 
-# The edit-test loop: everything but the tests marked `processes` (README, Testing).
+# The edit-test loop: everything but the tests marked `processes` (docs/development.md, Tests).
 test-quick: $(STAMP)
 	$(POETRY) run pytest -m "not processes" $(PYTEST_ARGS)
 

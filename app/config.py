@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from enum import Enum
@@ -30,6 +31,14 @@ DEFAULT_DEV_CORS_ORIGINS = [
     "http://127.0.0.1:4173",
 ]
 SUPABASE_POOLER_PORT = 6543
+# The dotenv file the settings read: the project's `.env`, or the file MEGAPOLIS_ENV_FILE names
+# (`/dev/null`: none). The test suite sets it to /dev/null, so a developer's `.env` never changes
+# what a test sees.
+ENV_FILE_VARIABLE = "MEGAPOLIS_ENV_FILE"
+
+
+def env_file() -> Path:
+    return Path(os.environ.get(ENV_FILE_VARIABLE) or PROJECT_ROOT / ".env")
 
 
 class AppEnv(str, Enum):
@@ -45,7 +54,7 @@ class ConfigurationError(RuntimeError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         # The project's .env, wherever manage.py or the server is started from.
-        env_file=PROJECT_ROOT / ".env",
+        env_file=env_file(),
         env_file_encoding="utf-8",
         env_ignore_empty=True,
         extra="ignore",
@@ -274,6 +283,17 @@ def development_secret(path: Path = DEV_SECRET_FILE) -> str:
     finally:
         candidate.unlink(missing_ok=True)
     return path.read_text().strip()
+
+
+class _AppEnvOnly(BaseSettings):
+    model_config = Settings.model_config
+    APP_ENV: str = "development"
+
+
+def configured_app_env() -> str:
+    """APP_ENV alone, read the way Settings reads it (environment, then `.env`), lower-cased: a
+    refusal to run in production must not depend on the rest of the configuration being valid."""
+    return _AppEnvOnly().APP_ENV.strip().lower()
 
 
 @lru_cache

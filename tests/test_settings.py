@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigurationError, Settings, development_secret, normalize_database_url
+from app.config import (
+    ENV_FILE_VARIABLE,
+    ConfigurationError,
+    Settings,
+    development_secret,
+    normalize_database_url,
+)
 from tests.conftest import PROJECT_ROOT
 from tests.processes import copy_project
 
@@ -123,7 +129,12 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
         "from app.config import Settings; s = Settings(); "
         "print(s.JWT_EXPIRE_MINUTES, s.SUPABASE_URL, s.JWT_SECRET_KEY == 's' * 32)"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "SUPABASE_"))}
+    # The suite reads no .env (tests/hermetic.py); this test reads the copy's.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JWT_", "SUPABASE_")) and k != ENV_FILE_VARIABLE
+    }
     env.update(PYTHONPATH=str(project), SUPABASE_URL="https://fromenv.supabase.co")
     result = subprocess.run(
         [sys.executable, "-c", code],
