@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from app import api_docs
 from app.config import Settings, get_settings
 from app.db.database import Database
 from app.exception_handlers import install_exception_handlers
@@ -50,10 +51,16 @@ def create_app(
             await app.state.supabase.aclose()
             await app.state.database.dispose()
 
-    app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
+    # Swagger UI and ReDoc come from app/api_docs.py, with assets the app serves itself.
+    app = FastAPI(
+        title="Megapolis API", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
+    api_docs.install(app)
+    # The app's own routes (/openapi.json, the docs and their assets), outside the routers.
+    own_routes = list(app.router.routes)
     routers = include_routers(app, settings)
-    route_templates = RouteTemplates(routers)
+    route_templates = RouteTemplates(routers, own_routes=own_routes)
     document_common_errors(app)
     install_exception_handlers(app)
     # OpenTelemetry only with OTEL_EXPORTER_OTLP_ENDPOINT (None otherwise; nothing installed).
@@ -70,11 +77,11 @@ def create_app(
     # 500) carries X-Request-ID and the security headers, is logged, and is counted in the
     # metrics when METRICS_ENABLED (without them, requests pay nothing for metrics). CORS
     # (Starlette's middleware) runs inside it, for requests with an Origin header.
-    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    docs_paths = (*api_docs.PATHS, app.openapi_url)
     app.add_middleware(
         RequestContextMiddleware,
         route_templates=route_templates,
-        docs_paths=docs,
+        docs_paths=docs_paths,
         metrics=HttpMetrics() if settings.METRICS_ENABLED else None,
         cors={
             "allow_origins": settings.cors_origins,

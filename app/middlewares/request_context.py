@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.fields import CONTROL_CHARACTERS
 from app.logging import RequestLogContext, request_log_context
-from app.middlewares.security_headers import with_security_headers
+from app.middlewares.security_headers import DocsPaths, with_security_headers
 from app.observability.http_metrics import HttpMetrics
 from app.observability.routes import RouteTemplates
 
@@ -105,7 +105,7 @@ class RequestContextMiddleware:
     ) -> None:
         self.app = app
         self.route_templates = route_templates
-        self.docs_paths = frozenset(path for path in docs_paths if path)
+        self.docs_paths = DocsPaths(docs_paths)
         self.metrics = metrics
         self.cross_origin_app: ASGIApp | None = CORSMiddleware(app, **cors) if cors else None
 
