@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI
 
 from app.config import Settings
 from app.observability import scrape
-from app.routes import auth, health, post, supabase_webhook, user
+from app.routes import audit_event, auth, health, post, supabase_webhook, user
 
 API_V1_PREFIX = "/api/v1"
 
@@ -20,6 +20,7 @@ ROUTERS: Routers = [
     (supabase_webhook.router, ""),
     (user.router, API_V1_PREFIX),
     (post.router, API_V1_PREFIX),
+    (audit_event.router, API_V1_PREFIX),
 ]
 
 

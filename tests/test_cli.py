@@ -101,12 +101,13 @@ def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str, forks: Manag
     assert rows == [("boss@example.com", 1)]
 
     assert manage("downgrade", "-1", database_url=sqlite_url).returncode == 0
-    assert "security_stamp" not in columns(sqlite_url, "users")  # the last revision reverted
+    assert "audit_events" not in tables(sqlite_url)  # the last revision reverted
     assert manage("downgrade", "base", database_url=sqlite_url).returncode == 0
     assert "users" not in tables(sqlite_url)
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
     assert "users" in tables(sqlite_url)
     assert "security_stamp" in columns(sqlite_url, "users")
+    assert "audit_events" in tables(sqlite_url)
 
 
 def test_create_superuser_promotes_existing_user(sqlite_url: str, forks: ManageForks) -> None:

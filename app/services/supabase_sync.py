@@ -11,7 +11,10 @@ local account linked to that Supabase user.
 The same call twice does no more than once: a DELETE unlinks, so its replay finds no account; an
 email already updated is not updated again. A replayed ban revokes again only the tokens issued
 since the first call, and the exchange issues none to a banned user (see docs/supabase.md).
-Log lines name users by id, never by email.
+Log lines name users by id, never by email. Each change is audited (app/services/audit.py) as
+made by the actor the caller names: `webhook` for the Database Webhook, `sync` for
+`manage.py sync-supabase`; a Supabase deletion is `user.deactivate`, a ban
+`user.revoke_tokens`, a new email `user.update`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.user import User
 from app.schemas.supabase_webhook import AuthUserRecord, SupabaseUserEvent
+from app.services.audit import Actor, Changes, record
 from app.supabase.identity import is_usable_email
 
 logger = logging.getLogger("app.supabase")
@@ -31,18 +35,23 @@ logger = logging.getLogger("app.supabase")
 
 class SupabaseSync:
     @staticmethod
-    async def apply(session: AsyncSession, event: SupabaseUserEvent) -> None:
+    async def apply(session: AsyncSession, event: SupabaseUserEvent, actor: Actor) -> None:
         if event.type == "DELETE" and event.old_record is not None:
-            await deleted(session, event.old_record)
+            await deleted(session, event.old_record, actor)
         elif event.type == "UPDATE" and event.record is not None and event.old_record is not None:
-            await updated(session, event.record, event.old_record)
+            await updated(session, event.record, event.old_record, actor)
         # INSERT: the account is made at the user's first sign-in, not before.
 
 
-async def deleted(session: AsyncSession, row: AuthUserRecord) -> None:
+async def deleted(session: AsyncSession, row: AuthUserRecord, actor: Actor) -> None:
     user = await User.get_by_supabase_id(session, row.supabase_id)
     if user is None:
         return
+    changes: Changes = {
+        "is_active": [user.is_active, False],
+        "supabase_id": [user.supabase_id, None],
+    }
+    record(session, actor, "user.deactivate", "user", user.id, changes)
     user.is_active = False
     user.supabase_id = None
     user.revoke_tokens()
@@ -50,19 +59,22 @@ async def deleted(session: AsyncSession, row: AuthUserRecord) -> None:
     logger.info("Supabase user deleted: local user %s deactivated and unlinked", user.id)
 
 
-async def updated(session: AsyncSession, row: AuthUserRecord, old: AuthUserRecord) -> None:
+async def updated(
+    session: AsyncSession, row: AuthUserRecord, old: AuthUserRecord, actor: Actor
+) -> None:
     if row.deleted_at is not None:
-        await deleted(session, row)  # a soft delete: the Supabase user is gone all the same
+        await deleted(session, row, actor)  # a soft delete: the Supabase user is gone all the same
         return
     user = await User.get_by_supabase_id(session, row.supabase_id)
     if user is None:
         return
     if bans(row, old):
         user.revoke_tokens()
+        record(session, actor, "user.revoke_tokens", "user", user.id)
         await session.commit()
         logger.info("Supabase user banned: tokens of local user %s revoked", user.id)
     if confirms_new_email(row, old):
-        await take_email(session, user, row)
+        await take_email(session, user, row, actor)
 
 
 def bans(row: AuthUserRecord, old: AuthUserRecord) -> bool:
@@ -82,7 +94,7 @@ def confirms_new_email(row: AuthUserRecord, old: AuthUserRecord) -> bool:
     return old.email_confirmed_at is None or (old.email or "").lower() != row.email.lower()
 
 
-async def take_email(session: AsyncSession, user: User, row: AuthUserRecord) -> None:
+async def take_email(session: AsyncSession, user: User, row: AuthUserRecord, actor: Actor) -> None:
     email = (row.email or "").lower()
     if email == user.email:
         return
@@ -104,6 +116,7 @@ async def take_email(session: AsyncSession, user: User, row: AuthUserRecord) -> 
             user.id,
         )
         return
+    record(session, actor, "user.update", "user", user.id, {"email": [user.email, email]})
     user.email = email
     user.revoke_tokens()  # a token must not outlive the address it was issued for
     try:

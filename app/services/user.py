@@ -1,6 +1,8 @@
 """The rules about users: who may do what, duplicates, missing rows, when tokens are revoked.
 Each public method is one use case and owns its transaction (it commits). Like every service,
-it returns models (one, or a `Page` of them); the route's response schema serializes them."""
+it returns models (one, or a `Page` of them); the route's response schema serializes them.
+Every change takes the `Actor` making it and is audited in its own transaction
+(app/services/audit.py); the API, the admin site and the CLI all change users through here."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from app.db.pagination import Page, paginate
 from app.errors import EmailAlreadyRegistered, PermissionDenied, UserNotFound
 from app.models.user import User
 from app.schemas.user import UserCreateRequest, UserUpdateRequest
+from app.services.audit import Actor, diff, record, record_user_update
 
 # Fields only a superuser may change, on any record. The email is one of them: it is what links
 # an account to a Supabase sign-in (a user who could set any address would be linked to, or
@@ -20,11 +23,14 @@ PRIVILEGED_FIELDS = frozenset({"email", "is_active", "is_superuser"})
 
 class UserService:
     @staticmethod
-    async def create_user(session: AsyncSession, data: UserCreateRequest) -> User:
+    async def create_user(session: AsyncSession, actor: Actor, data: UserCreateRequest) -> User:
         if await User.get_by_email(session, data.email) is not None:
             raise EmailAlreadyRegistered()
+        values = data.model_dump()
         try:
-            user = await User.create(session, **data.model_dump())
+            user = await User.create(session, **values)
+            created = {field: [None, value] for field, value in values.items() if value is not None}
+            record(session, actor, "user.create", "user", user.id, created)
             await session.commit()
         except IntegrityError as exc:
             # Another request inserted the same email between our check and our insert.
@@ -55,7 +61,7 @@ class UserService:
 
     @staticmethod
     async def update_user(
-        session: AsyncSession, actor: User, user: User, data: UserUpdateRequest
+        session: AsyncSession, actor: Actor, user: User, data: UserUpdateRequest
     ) -> User:
         changes = data.model_dump(exclude_unset=True)
         if not actor.is_superuser and PRIVILEGED_FIELDS & changes.keys():
@@ -76,6 +82,7 @@ class UserService:
             # A token must not outlive the address or the access it was issued for; reactivating
             # later does not bring these tokens back.
             user.revoke_tokens()
+        record_user_update(session, actor, user, diff(user, changes))
         try:
             await user.update(session, **changes)
             await session.commit()
@@ -85,14 +92,19 @@ class UserService:
         return user
 
     @staticmethod
-    async def delete_user(session: AsyncSession, user: User) -> None:
+    async def delete_user(session: AsyncSession, actor: Actor, user: User) -> None:
+        """Delete the user and, by the database's cascade, everything they own. The event keeps
+        the address the account had (its id alone would name nothing any more)."""
         session.add(user)
+        gone = {"email": [user.email, None]}
+        record(session, actor, "user.delete", "user", user.id, gone, owner_id=user.id)
         await user.delete(session)
         await session.commit()
 
     @staticmethod
-    async def revoke_tokens(session: AsyncSession, user: User) -> None:
+    async def revoke_tokens(session: AsyncSession, actor: Actor, user: User) -> None:
         """Every API token of `user` issued so far stops working ("sign out everywhere")."""
         session.add(user)
         user.revoke_tokens()
+        record(session, actor, "user.revoke_tokens", "user", user.id, owner_id=user.id)
         await session.commit()

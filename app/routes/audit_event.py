@@ -1,0 +1,53 @@
+"""`GET /api/v1/audit-events/`: the audit log, for superusers. Append-only: no route writes it
+(the services do, with each change; app/services/audit.py), so any other method answers 405."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.db.base import MAX_INT_ID
+from app.db.pagination import Page
+from app.dependencies import ReadSessionDep, Superuser
+from app.models.audit_event import AuditEvent
+from app.schemas.audit_event import AuditEventPage
+from app.schemas.errors import responses
+from app.services.audit import AuditService
+
+router = APIRouter(prefix="/audit-events", tags=["audit"], responses=responses(401, 503))
+
+Id = Annotated[int | None, Query(ge=1, le=MAX_INT_ID)]
+
+
+@router.get("/", response_model=AuditEventPage, responses=responses(403))
+async def list_audit_events(
+    session: ReadSessionDep,
+    _: Superuser,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT_ID)] = 0,
+    target_type: Annotated[
+        str | None,
+        Query(max_length=64, pattern=r"^[a-z][a-z0-9_]*$", description="`user`, `post`, ..."),
+    ] = None,
+    target_id: Id = None,
+    actor_id: Id = None,
+    action: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[a-z][a-z0-9_]*\.[a-z_]+$",
+            description="`user.deactivate`, `post.delete`, ...",
+        ),
+    ] = None,
+) -> Page[AuditEvent]:
+    """The audit log, newest first, filtered by every parameter given (superuser only)."""
+    return await AuditService.list_events(
+        session,
+        limit=limit,
+        offset=offset,
+        target_type=target_type,
+        target_id=target_id,
+        actor_id=actor_id,
+        action=action,
+    )
