@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.admin.site import install_admin
 from app.config import Settings, get_settings
 from app.db.database import Database
 from app.exception_handlers import install_exception_handlers
@@ -52,6 +53,7 @@ def create_app(
     app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     route_templates = RouteTemplates(include_routers(app, settings))
+    install_admin(app, settings)  # /admin, for superusers (app/admin/)
     document_common_errors(app)
     install_exception_handlers(app)
     # OpenTelemetry only with OTEL_EXPORTER_OTLP_ENDPOINT (None otherwise; nothing installed).
