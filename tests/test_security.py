@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy import text
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from app.config import Settings
 from app.db.base import MAX_INT_ID
@@ -187,7 +187,9 @@ async def test_every_route_is_in_the_openapi_inventory(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     """API9: nothing is served that the schema (which the fuzzing walks) does not list, except
-    the documentation itself. Routers come from app/router.py (ROUTERS, and /metrics)."""
+    the documentation itself and the admin site (server-rendered pages under /admin, for
+    signed-in superusers: tests/test_admin.py). Routers come from app/router.py (ROUTERS, and
+    /metrics)."""
     schema = (await client.get("/openapi.json")).json()
     documented = {
         (path, method.upper()) for path, methods in schema["paths"].items() for method in methods
@@ -202,7 +204,9 @@ async def test_every_route_is_in_the_openapi_inventory(
     assert served == documented
     top_level = [route for route in app.routes if isinstance(route, Route)]
     assert sorted(route.path for route in top_level) == sorted(DOCS_PATHS)
-    assert len(app.routes) == len(top_level) + len(routers)
+    mounts = [route for route in app.routes if isinstance(route, Mount)]
+    assert [mount.path for mount in mounts] == ["/admin"]
+    assert len(app.routes) == len(top_level) + len(routers) + len(mounts)
 
 
 async def test_a_linked_user_cannot_take_someone_elses_email(
