@@ -24,7 +24,6 @@ import time
 from typing import TYPE_CHECKING
 
 from sqladmin.authentication import AuthenticationBackend
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -98,7 +97,7 @@ class AdminAuthentication(AuthenticationBackend):
         except (SupabaseUnavailable, SupabaseNotConfigured) as exc:
             return await self.login_page(request, str(exc.detail), 503)
         async with self.app.state.database.read_sessionmaker() as session:
-            user = await linked_user(session, identity.id)
+            user = await User.get_by_supabase_id(session, identity.id)
         if not may_administer(user):
             logger.info("Admin sign-in refused: not an active superuser")
             return await self.login_page(request, NOT_AN_ADMIN, 403)
@@ -145,10 +144,6 @@ class AdminAuthentication(AuthenticationBackend):
     async def get_user_id(self, request: Request) -> int | None:
         user = getattr(request.state, "admin_user", None)
         return user.id if isinstance(user, User) else None
-
-
-async def linked_user(session: AsyncSession, supabase_id: str) -> User | None:
-    return await User.get_by_supabase_id(session, supabase_id)
 
 
 def admin_user(request: Request) -> User:

@@ -46,6 +46,9 @@ class ServiceBackedView(ModelView):
         return int(str(pk))
 
 
+EDITABLE = ("full_name", "is_active", "is_superuser")
+
+
 class UserAdmin(ServiceBackedView, model=User):
     name = "User"
     icon = "fa-solid fa-user"
@@ -59,8 +62,9 @@ class UserAdmin(ServiceBackedView, model=User):
     async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
         """Through `UserService.update_user`: deactivation revokes tokens, the change is audited.
         An invalid value is SQLAdmin's form error (it shows the exception's text)."""
-        values = {field: data[field] for field in ("full_name", "is_active", "is_superuser")}
-        values["full_name"] = values["full_name"] or None  # an emptied field clears the name
+        values = {field: data[field] for field in EDITABLE if field in data}
+        if "full_name" in values:
+            values["full_name"] = values["full_name"] or None  # an emptied field clears it
         try:
             changes = UserUpdateRequest(**values)
         except ValidationError as exc:
