@@ -358,6 +358,14 @@ async def test_changes_go_through_the_services_and_are_audited(site: Site) -> No
         assert (await client.get(f"/admin/audit-event/edit/{event_id}")).status_code in (403, 404)
         removed = await client.delete(f"/admin/audit-event/delete?pks={event_id}", headers=headers)
         assert removed.status_code in (403, 404, 405)
+        cookie = client.cookies[SESSION_COOKIE]
+    # Nothing secret in any row: the password, the session, the CSRF token, keys, API tokens.
+    rows = json.dumps(await site.events())
+    settings = site.app.state.settings
+    for secret in (PASSWORD, cookie, token, *site.fake.api_keys, settings.jwt_secret):
+        assert secret not in rows
+    for headers_used in (ann_api, bob_api):
+        assert headers_used["Authorization"].split()[1] not in rows
     by = ("superuser", admin.id)
     assert await site.events() == [
         (*by, "user.deactivate", ann.id, {"is_active": [True, False]}),

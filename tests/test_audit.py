@@ -391,6 +391,7 @@ def test_cli_changes_are_audited_and_listed(cli_database: str) -> None:
         ("cli", None, "user.revoke_tokens", "user", plain, {}),
     ]
     assert {event.request_id for event in events} == {None}
+    assert TEST_SECRET not in json.dumps([summary(event) for event in events])
 
     listed = runner.invoke(cli, ["audit", "--email", "PLAIN@example.com"])
     assert listed.exit_code == 0, listed.output
