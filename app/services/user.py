@@ -1,7 +1,7 @@
 """The rules about users: who may do what, duplicates, missing rows, when tokens are revoked.
 Each public method is one use case and owns its transaction (it commits). Like every service,
 it returns models (one, or a `Page` of them); the route's response schema serializes them.
-Every change takes the `Actor` making it and is audited in its own transaction
+Every change takes the `Actor` making it and is audited in the same transaction
 (app/services/audit.py); the API, the admin site and the CLI all change users through here."""
 
 from __future__ import annotations
