@@ -127,6 +127,7 @@ def run(
             access_log=False,  # app.middlewares logs one line per request, with its request id
             log_level=settings.LOG_LEVEL.lower(),
             proxy_headers=True,
+            http="app.server:HttpProtocol",  # uvicorn's httptools protocol, fixed (see there)
             timeout_graceful_shutdown=20,
             **options,
         )

@@ -36,7 +36,7 @@ from app.config import Settings
 from app.db.database import Database
 from app.errors import NotAuthenticated
 from app.models.user import User
-from app.security import InvalidToken, read_token
+from app.security import InvalidToken, TokenClaims, read_token
 
 logger = logging.getLogger("app.db")
 
@@ -53,16 +53,21 @@ _ATTRIBUTE_NAMES = tuple(
 
 async def authenticate(database: Database, settings: Settings, token: str) -> User:
     """The active user a valid, unrevoked API token was issued to; 401 for anything else."""
-    try:
-        claims = read_token(token, settings.token_keys)
-    except InvalidToken as exc:
-        raise NotAuthenticated(str(exc), error="invalid_token") from exc
+    claims = verify_token(settings, token)
     user = await read_caller(database, claims.user_id)
     if user is None or not user.is_active:
         raise NotAuthenticated("User not found or inactive", error="invalid_token")
     if user.security_stamp != claims.security_stamp:
         raise NotAuthenticated("Token has been revoked", error="invalid_token")
     return user
+
+
+def verify_token(settings: Settings, token: str) -> TokenClaims:
+    """The claims of a well-signed, unexpired API token (no database read); 401 otherwise."""
+    try:
+        return read_token(token, settings.token_keys)
+    except InvalidToken as exc:
+        raise NotAuthenticated(str(exc), error="invalid_token") from exc
 
 
 async def read_caller(database: Database, user_id: int) -> User | None:

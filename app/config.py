@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     # past it), and the seconds a body may take to arrive (408 past them).
     MAX_INFLIGHT_BODY_BYTES: int = Field(default=32 * 1_048_576, ge=1024)
     BODY_TIMEOUT_SECONDS: float = Field(default=20.0, gt=0)
+    # One client's share of MAX_INFLIGHT_BODY_BYTES: per address (IPv6 per /64) and per signed-in
+    # user, so that one client's stalled bodies leave the rest to everyone else. At least
+    # MAX_BODY_BYTES (one whole body always fits).
+    MAX_CLIENT_INFLIGHT_BODY_BYTES: int = Field(default=2 * 1_048_576, ge=1024)
+    # After a grace period, a body must keep arriving at this average rate (bytes/s) or the
+    # request is answered 408 (as ASP.NET Core Kestrel's MinRequestBodyDataRate: 240 after 5 s).
+    MIN_BODY_DATA_RATE: int = Field(default=240, ge=1)
+    BODY_RATE_GRACE_SECONDS: float = Field(default=5.0, gt=0)
+    # Bodies of callers that proved a shared secret before sending them (the Supabase webhook)
+    # have a budget of their own, which other clients' bodies cannot fill.
+    MAX_RESERVED_INFLIGHT_BODY_BYTES: int = Field(default=4 * 1_048_576, ge=1024)
 
     # Rate limits (app/rate_limit/). With REDIS_URL the counters live in Redis, shared by every
     # worker and replica; without it each process counts on its own.

@@ -23,10 +23,11 @@ from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.authentication import authenticate
+from app.authentication import authenticate, verify_token
 from app.config import Settings
 from app.db.database import Database
 from app.errors import (
@@ -134,7 +135,20 @@ CountExchange = Depends(count_exchange)
 class BearerUser(HTTPBearer):
     """The API's bearer-token security scheme, resolving straight to the caller (see
     `app/authentication.py`). One dependency, not a scheme plus a function that depends on it,
-    because it runs on every authenticated request; OpenAPI still shows the scheme."""
+    because it runs on every authenticated request; OpenAPI still shows the scheme.
+
+    `check_before_body`: the request limits (`app/middlewares/body_gate.py`) refuse a request
+    without a well-signed, unexpired token before its body is read, so an anonymous client holds
+    no part of the body budget; an admitted body counts against its user's share."""
+
+    reserved_body_lane = False
+
+    def check_before_body(self, request: Request) -> str:
+        scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+        if scheme.lower() != "bearer" or not token:
+            raise NotAuthenticated()  # as HTTPBearer reads the header
+        claims = verify_token(request.app.state.settings, token)
+        return f"user:{claims.user_id}"
 
     async def __call__(self, request: Request) -> User:  # type: ignore[override]
         credentials = await super().__call__(request)

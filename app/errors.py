@@ -115,13 +115,14 @@ class SupabaseEmailUnverifiable(PermissionDenied):
 
 
 class SupabaseEmailUnusable(PermissionDenied):
-    """Supabase handed over an email with whitespace or control characters: refused, never
-    repaired (stripping `"victim@corp.com\\n"` would hand over `victim@corp.com`'s account)."""
+    """Supabase handed over an email with whitespace or control characters, or a domain with no
+    IDNA ASCII form: refused, never repaired (stripping `"victim@corp.com\\n"` would hand over
+    `victim@corp.com`'s account)."""
 
     def __init__(self) -> None:
         super().__init__(
             "The email address of this Supabase account contains whitespace or control "
-            "characters: correct it in Supabase"
+            "characters, or its domain is not a valid domain name: correct it in Supabase"
         )
 
 

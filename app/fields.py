@@ -13,6 +13,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated
 
+import idna
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -31,11 +32,13 @@ TEXT_MAX_LENGTH = 20_000  # multi-line text (a post's body, a generated `text` f
 # A whole number fits a 32-bit column (PostgreSQL `integer`, what `Mapped[int]` maps to).
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
+# Integer primary keys are 32-bit on PostgreSQL: larger ids cannot exist, so never query them
+# (path and query parameters, token subjects).
+MAX_INT_ID = INT32_MAX
 
 # C0 controls, DEL and C1 controls. PostgreSQL refuses NUL in text; newlines and terminal escapes
 # have no place in a name or an address. (Lone UTF-16 surrogates are refused by pydantic itself.)
 CONTROL_CHARACTERS = r"\x00-\x1F\x7F-\x9F"
-_CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")
 # Multi-line text may hold tabs and line breaks (\t \n \r), no other control character.
 _MULTILINE_FORBIDDEN = r"\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F"
 
@@ -47,32 +50,65 @@ WHITESPACE_CHARACTERS = " \t\n\v\f\r\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufe
 )
 _WHITESPACE_CLASS = "".join(f"\\u{ord(character):04x}" for character in WHITESPACE_CHARACTERS)
 
-# One line, no control characters, at least one character that is not whitespace.
+# Not in one line of text, besides control characters: line and paragraph separators (line
+# breaks), and bidirectional controls (embeddings, overrides, isolates), which reorder what is
+# shown around them: "invoice\u202egnp.exe" displays as "invoiceexe.png".
+NOT_IN_ONE_LINE = CONTROL_CHARACTERS + r"\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_NOT_IN_ONE_LINE = re.compile(f"[{NOT_IN_ONE_LINE}]")
+# Characters that show nothing (zero-width space, non-joiner and joiner, word joiner; U+FEFF is
+# in the whitespace above): a text of only these and whitespace is blank.
+INVISIBLE_CHARACTERS = "\u200b\u200c\u200d\u2060"
+_BLANK_CLASS = _WHITESPACE_CLASS + r"\u200b-\u200d\u2060"
+
+# One line, none of the characters above, at least one that is neither whitespace nor invisible.
 SINGLE_LINE_PATTERN = (
-    f"^[^{CONTROL_CHARACTERS}]*[^{_WHITESPACE_CLASS}{CONTROL_CHARACTERS}][^{CONTROL_CHARACTERS}]*$"
+    f"^[^{NOT_IN_ONE_LINE}]*[^{_BLANK_CLASS}{NOT_IN_ONE_LINE}][^{NOT_IN_ONE_LINE}]*$"
 )
 MULTILINE_PATTERN = f"^[^{_MULTILINE_FORBIDDEN}]*$"
 _MULTILINE_FORBIDDEN_RE = re.compile(f"[{_MULTILINE_FORBIDDEN}]")
 
 
-def has_control_characters(text: str) -> bool:
-    return _CONTROL_CHARACTER.search(text) is not None
+def canonical_email(email: str) -> str:
+    """The one form an address is stored and compared in, wherever it comes from (the API, the
+    CLI, Supabase's exchange, webhook and sync): lower-cased, the domain as IDNA ASCII
+    (punycode), so `boss@xn--80ak6aa92e.com` and `boss@аррӏе.com` are one address, one account.
 
-
-def normalize_email(email: str) -> str:
-    """Emails are stored lower-case, so uniqueness is case-insensitive. Nothing else is
-    repaired: an address with surrounding whitespace or control characters is refused, not
-    trimmed into someone else's."""
-    return email.lower()
+    A non-ASCII domain is mapped and encoded as UTS 46 and IDNA 2008 say (the `idna` package,
+    as email-validator, which checks the API's addresses, does); an ASCII domain is already the
+    name DNS looks up, only its case is folded. Nothing else is repaired: an address with
+    surrounding whitespace or control characters is refused, not trimmed into someone else's.
+    ValueError when the domain has no IDNA ASCII form (`☃.com`)."""
+    local, at, domain = email.rpartition("@")
+    if not at or not local:
+        raise ValueError("not an email address")
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValueError(f"the domain has no IDNA ASCII form: {exc}") from None
+    return f"{local.lower()}@{domain.lower()}"
 
 
 def single_line(text: str) -> str:
-    """The rule of `SINGLE_LINE_PATTERN`, with readable errors; the value trimmed."""
-    if has_control_characters(text):
-        raise ValueError("must be a single line without control characters")
-    if not text.strip(WHITESPACE_CHARACTERS):
+    """The rule of `SINGLE_LINE_PATTERN`, with readable errors; the value trimmed. Every
+    one-line field has it: `full_name`, `title`, a generated `str`."""
+    if _NOT_IN_ONE_LINE.search(text):
+        raise ValueError(
+            "must be a single line without control characters, line separators or "
+            "bidirectional controls"
+        )
+    if not text.strip(WHITESPACE_CHARACTERS + INVISIBLE_CHARACTERS):
         raise ValueError("must not be blank")
     return text.strip()
+
+
+def to_single_line(text: str, max_length: int) -> str | None:
+    """Text from elsewhere (a Supabase user's metadata, which the user writes) made to pass
+    `single_line`: every character Python does not call printable dropped (controls,
+    separators, bidirectional controls, invisible characters, whitespace but the space),
+    trimmed, cut at `max_length`. None when nothing is left."""
+    kept = "".join(character for character in text if character.isprintable())
+    return kept.strip()[:max_length].rstrip() or None
 
 
 def multiline(text: str) -> str:
@@ -113,7 +149,7 @@ ShortText = Annotated[
 LongText = Annotated[
     str, Field(max_length=TEXT_MAX_LENGTH, json_schema_extra=MULTILINE), AfterValidator(multiline)
 ]
-Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(normalize_email)]
+Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(canonical_email)]
 # `true`/`false` only: the schema says boolean, so 0, "yes" or "off" are refused.
 Flag = StrictBool
 # The generated resources' number and time types (`manage.py new-resource`). Strict, like `Flag`:

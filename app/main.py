@@ -15,6 +15,8 @@ from app.db.database import Database
 from app.exception_handlers import install_exception_handlers
 from app.logging import configure_logging
 from app.middlewares import RequestContextMiddleware, RequestLimitsMiddleware
+from app.middlewares.body_gate import BodyGate
+from app.middlewares.request_limits import BodyLimits
 from app.observability.http_metrics import MetricsMiddleware
 from app.observability.lifespan import observing
 from app.observability.routes import RouteTemplates
@@ -52,7 +54,8 @@ def create_app(
 
     app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    route_templates = RouteTemplates(include_routers(app, settings))
+    routers = include_routers(app, settings)
+    route_templates = RouteTemplates(routers)
     install_admin(app, settings)  # /admin, for superusers (app/admin/)
     document_common_errors(app)
     install_exception_handlers(app)
@@ -62,9 +65,8 @@ def create_app(
     # Innermost first. Limits inside CORS, so a browser can read a 413/414/431.
     app.add_middleware(
         RequestLimitsMiddleware,
-        max_body_bytes=settings.MAX_BODY_BYTES,
-        max_inflight_body_bytes=settings.MAX_INFLIGHT_BODY_BYTES,
-        body_timeout_seconds=settings.BODY_TIMEOUT_SECONDS,
+        body_limits=body_limits(settings),
+        body_gate=BodyGate(routers, app.router.routes),
         allowed_hosts=settings.ALLOWED_HOSTS,
     )
     app.add_middleware(
@@ -85,6 +87,18 @@ def create_app(
         # it (and GET /metrics, app/router.py), requests pay nothing for metrics.
         app.add_middleware(MetricsMiddleware, route_templates=route_templates)
     return app
+
+
+def body_limits(settings: Settings) -> BodyLimits:
+    return BodyLimits(
+        max_body_bytes=settings.MAX_BODY_BYTES,
+        max_inflight_body_bytes=settings.MAX_INFLIGHT_BODY_BYTES,
+        max_client_inflight_body_bytes=settings.MAX_CLIENT_INFLIGHT_BODY_BYTES,
+        max_reserved_inflight_body_bytes=settings.MAX_RESERVED_INFLIGHT_BODY_BYTES,
+        body_timeout_seconds=settings.BODY_TIMEOUT_SECONDS,
+        min_body_data_rate=settings.MIN_BODY_DATA_RATE,
+        body_rate_grace_seconds=settings.BODY_RATE_GRACE_SECONDS,
+    )
 
 
 app = create_app()

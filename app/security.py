@@ -20,7 +20,7 @@ from typing import Protocol
 import jwt
 
 from app.config import Settings
-from app.db.base import MAX_INT_ID
+from app.fields import MAX_INT_ID
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["sub", "exp", "iat", "stamp"]

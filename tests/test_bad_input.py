@@ -15,7 +15,7 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from app.db.base import MAX_INT_ID
+from app.fields import MAX_INT_ID
 from app.middlewares.request_limits import MAX_HEADER_BYTES, MAX_URL_BYTES
 from tests.conftest import (
     AuthHeaders,
@@ -34,6 +34,7 @@ from tests.conftest import (
     one_database,
 )
 from tests.processes import RunningServer, running_server
+from tests.prometheus import MetricValues
 from tests.tokens import token_for
 
 USERS = "/api/v1/users/"
@@ -484,7 +485,7 @@ async def test_nul_and_control_characters_are_422_on_every_database(
         "😀" * 255,  # astral characters: 4 bytes in UTF-8, 2 UTF-16 units, 1 character
         "👩‍👩‍👧‍👦 family",  # zero-width joiners
         "e\u0301" * 127,  # combining accents
-        "مرحبا \u202eevil",  # right-to-left text and an override (not a control character)
+        "مرحبا evil",  # right-to-left text
         "𝕳𝖊𝖑𝖑𝖔 " + "中" * 249,
         "\ufeffBOM",
     ],
@@ -501,6 +502,36 @@ async def test_unicode_names_round_trip(
     assert fetched.json()["full_name"] == name
     patched = await client.patch(USERS + "me", headers=auth(admin), json={"full_name": name})
     assert patched.json()["full_name"] == name
+
+
+# Contract, "Hostile clients and lost events": bidirectional controls, line and paragraph
+# separators, and text that is only invisible characters.
+NOT_ONE_LINE = [
+    "\u200b",  # a title of only a zero-width space
+    "\u200b\u200c\u200d\u2060\ufeff \t\u3000",
+    "invoice\u202egnp.exe",  # right-to-left override
+    "\u202aembedded\u202c",
+    "isolate \u2066x\u2069",
+    "one\u2028two",
+    "one\u2029two",
+]
+
+
+async def test_one_line_fields_refuse_bidi_controls_separators_and_invisible_text(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    admin = await make_user(full_name="Kept", is_superuser=True)
+    for text in NOT_ONE_LINE:
+        for method, path, body in [
+            ("PATCH", USERS + "me", {"full_name": text}),
+            ("POST", USERS, {"email": "n@example.com", "full_name": text}),
+            ("POST", "/api/v1/posts/", {"title": text}),
+        ]:
+            response = await client.request(method, path, headers=auth(admin), json=body)
+            assert_json_error(response, 422)
+    assert (await client.get(USERS + "me", headers=auth(admin))).json()["full_name"] == "Kept"
+    listed = await client.get("/api/v1/posts/", headers=auth(admin))
+    assert listed.json()["items"] == []
 
 
 async def test_names_are_limited_in_characters_not_bytes(
@@ -610,6 +641,7 @@ def test_server_answers_413_to_a_chunked_body_over_the_limit(server: Server) -> 
     chunk = b"100000\r\n" + b"x" * 0x100000 + b"\r\n"
     request = (
         b"POST /api/v1/users/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + server.authorization + b"\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2 + b"0\r\n\r\n"
     )
     answer = server.exchange(request)
@@ -674,3 +706,87 @@ def test_server_survives_non_latin1_header_bytes(server: Server) -> None:
     )
     assert status_of(answer) == 200
     assert re.search(rb"(?im)^x-request-id: [0-9a-f]{32}\r$", answer)
+
+
+def pipelined_then_junk(server: Server, junk: bytes, *, junk_after_answers: bool) -> bytes:
+    """Two POSTs with bodies in one write, then `junk` (in the same write, or once both are
+    answered), then the client's half of the connection closed; everything the server answers
+    until it closes."""
+    body = b'{"title": "Pipelined"}'
+    request = (
+        b"POST /api/v1/posts/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + server.authorization + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    received = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            if junk_after_answers:
+                sock.sendall(request + request)
+                while received.count(b"HTTP/1.1 201 ") < 2 or not received.endswith(b"}"):
+                    chunk = sock.recv(65536)
+                    assert chunk, received
+                    received += chunk
+                sock.sendall(junk)
+            else:
+                sock.sendall(request + request + junk)
+            sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    return received
+
+
+def settled(server: Server, start: int, count: Callable[[list[str]], int]) -> list[str]:
+    """The server's output since line `start`, once `count` of it has not changed for 1 s (the
+    app may still be serving requests whose connection is gone)."""
+    deadline = time.monotonic() + 30
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = count(server.output[start:])
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > 1:
+            break
+        time.sleep(0.05)
+    return server.output[start:]
+
+
+@pytest.mark.processes
+def test_junk_after_pipelined_requests_costs_one_warning_and_no_false_log(server: Server) -> None:
+    """Contract: a client that sends junk after a request on the same connection gets a 400 or
+    a closed connection; the log holds at most one warning line for it, never an ERROR
+    traceback, and the access log never records an answer that was not sent (uvicorn closes
+    the connection at the junk, maybe while the first request is still being served)."""
+    start = len(server.output)
+    before = MetricValues(httpx.get(f"{server.base_url}/metrics").text)
+    connections = 20
+    answered = 0
+    for number in range(connections):
+        received = pipelined_then_junk(server, b"\x00junk" * 1400, junk_after_answers=number < 2)
+        assert b"HTTP/1.1 400 " in received, received[:300]
+        answered += len(re.findall(rb"HTTP/1\.1 201 ", received))
+    assert answered >= 4  # the two connections that waited for their answers got them
+
+    def posts_logged(lines: list[str]) -> int:
+        return sum(" POST /api/v1/posts/ " in line for line in lines)
+
+    logged = settled(server, start, posts_logged)
+    access = [line for line in logged if " POST /api/v1/posts/ " in line]
+    text = "".join(logged)
+    assert "Traceback" not in text and "ERROR" not in text, text[:3000]
+    warnings = [line for line in logged if "WARNING" in line]
+    assert len(warnings) <= connections, warnings
+    # Every request the app served is logged once: with its status when the answer went out,
+    # as 499 (client closed request) when the connection was already gone.
+    assert sum(" 201 " in line for line in access) == answered, access
+    assert all(" 201 " in line or " 499 " in line for line in access), access
+    after = MetricValues(httpx.get(f"{server.base_url}/metrics").text)
+    posts = {"method": "POST", "route": "/api/v1/posts/"}
+
+    def counted(status: str) -> float:
+        name = "megapolis_http_requests_total"
+        return after.get(name, **posts, status=status) - before.get(name, **posts, status=status)
+
+    assert (counted("201"), counted("499")) == (answered, len(access) - answered)
+    assert server.alive()

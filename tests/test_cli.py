@@ -102,12 +102,28 @@ def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str, forks: Manag
 
     assert manage("downgrade", "-1", database_url=sqlite_url).returncode == 0
     assert "audit_events" not in tables(sqlite_url)  # the last revision reverted
+    assert manage("downgrade", "0002", database_url=sqlite_url).returncode == 0
+    assert "security_stamp" not in columns(sqlite_url, "users")  # 0003 reverted
     assert manage("downgrade", "base", database_url=sqlite_url).returncode == 0
     assert "users" not in tables(sqlite_url)
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
     assert "users" in tables(sqlite_url)
     assert "security_stamp" in columns(sqlite_url, "users")
     assert "audit_events" in tables(sqlite_url)
+
+
+def test_the_cli_takes_any_spelling_of_a_domain(sqlite_url: str, forks: ManageForks) -> None:
+    """One canonical email (the domain in IDNA ASCII), from the CLI as from the API."""
+    assert forked(forks, "upgrade", database_url=sqlite_url).returncode == 0
+    created = forked(forks, "create-superuser", "Boss@АРРӀЕ.com", database_url=sqlite_url)
+    assert created.stdout.startswith("created superuser boss@xn--80ak6aa92e.com"), created.stderr
+    again = forked(forks, "create-superuser", "boss@XN--80AK6AA92E.com", database_url=sqlite_url)
+    assert again.stdout.startswith("promoted superuser boss@xn--80ak6aa92e.com"), again.stderr
+    revoked = forked(forks, "revoke-tokens", "boss@аррӏе.com", database_url=sqlite_url)
+    assert revoked.stdout.startswith("revoked every API token of boss@xn--80ak6aa92e.com")
+    path = sqlite_url.split("///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT email FROM users").fetchall() == [("boss@xn--80ak6aa92e.com",)]
 
 
 def test_create_superuser_promotes_existing_user(sqlite_url: str, forks: ManageForks) -> None:

@@ -15,17 +15,19 @@ from app.main import create_app
 from tests.conftest import asgi_client, make_settings
 from tests.processes import RunningServer, running_server
 from tests.prometheus import MetricValues
+from tests.tokens import token_for
 
 pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
 
 DEADLINE = 30.0
 
 
-def send_half_a_body_and_leave(port: int, request_id: str) -> None:
+def send_half_a_body_and_leave(port: int, request_id: str, token: str) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(
             b"POST /api/v1/posts/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 1000\r\n"
+            + f"Authorization: Bearer {token}\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 1000\r\n"
             + f"X-Request-ID: {request_id}\r\n\r\n".encode()
             + b'{"title": "'
             + b"x" * 100
@@ -43,9 +45,12 @@ def access_line(server: RunningServer, request_id: str) -> str:
 
 
 def test_abandoned_uploads_are_499_not_500(sqlite_url: str) -> None:
+    # Signed in (any id: the token's signature is all that is checked before the body), else
+    # the request is answered 401 from its headers and no body is awaited.
+    token = token_for(make_settings(sqlite_url), 1, "leaver@example.com")
     with running_server(sqlite_url, kind=RunningServer) as server:
         for number in range(3):
-            send_half_a_body_and_leave(server.port, f"abandoned-{number}")
+            send_half_a_body_and_leave(server.port, f"abandoned-{number}", token)
         lines = [access_line(server, f"abandoned-{number}") for number in range(3)]
         metrics = MetricValues(httpx.get(f"{server.base_url}/metrics").text)
         log = server.text()

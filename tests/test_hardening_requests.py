@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 
-from app.fields import SINGLE_LINE_PATTERN, single_line
+from app.fields import SINGLE_LINE_PATTERN, single_line, to_single_line
 from app.schemas.base import RequestSchema
 from app.supabase.fake import FakeSupabase
 from tests.conftest import AuthHeaders, UserFactory
@@ -235,6 +235,13 @@ CANDIDATES = [
     "\ufeff",
     "\u200b",
     "\u180e",
+    "\u200c",
+    "\u200d",
+    "\u2060",
+    "\u202a",
+    "\u202e",
+    "\u2066",
+    "\u2069",
     "a",
 ]
 
@@ -259,6 +266,15 @@ def test_name_rule_and_its_schema_pattern_agree(character: str) -> None:
         in_schema = ecma_like(SINGLE_LINE_PATTERN).fullmatch(text) is not None
         assert re.fullmatch(SINGLE_LINE_PATTERN, text) is not None or not in_schema
         assert accepted(text) == in_schema, (repr(text), in_schema)
+
+
+@pytest.mark.parametrize("character", CANDIDATES)
+def test_text_from_elsewhere_is_made_to_pass_the_rule(character: str) -> None:
+    """What `to_single_line` keeps (a Supabase user's `full_name`) is always accepted."""
+    for text in (character, f"{character}Eve{character}", f"\x00E\u202eve{character}" * 200):
+        kept = to_single_line(text, 255)
+        assert kept is None or (accepted(kept) and len(kept) <= 255), repr(kept)
+    assert to_single_line(" \u202eEve\u2028\u200b", 255) == "Eve"
 
 
 async def test_whitespace_only_names_are_refused_as_the_schema_says(

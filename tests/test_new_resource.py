@@ -76,6 +76,10 @@ def run_cli(project: Path, monkeypatch: pytest.MonkeyPatch, *arguments: str) -> 
         (["comment", "--field", "datetime:datetime"], "shadow the type"),
         (["comment", "--field", "session:str"], "taken by the model"),
         (["comment", "--field", "title:str", "--field", "title:text"], "given twice"),
+        # A trailing newline is not the end of the name (`$` would accept it).
+        (["gadget\n"], "not snake_case"),
+        (["comment", "--field", "title\n:str"], "not snake_case"),
+        (["comment", "--field", "title:str\n"], "unknown type 'str\\n'"),
     ],
 )
 def test_bad_names_are_refused_in_one_line(

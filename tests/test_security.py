@@ -15,8 +15,8 @@ from sqlalchemy import text
 from starlette.routing import Mount, Route
 
 from app.config import Settings
-from app.db.base import MAX_INT_ID
 from app.dependencies import SessionDep
+from app.fields import MAX_INT_ID
 from app.main import create_app
 from app.router import routers_for
 from tests.conftest import PROJECT_ROOT, AuthHeaders, UserFactory, make_settings, one_database

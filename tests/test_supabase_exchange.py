@@ -391,3 +391,63 @@ async def test_a_stalled_supabase_does_not_hold_up_other_requests(
     assert all(status == 200 for status, _ in meanwhile)
     assert max(duration for _, duration in meanwhile) < 0.25
     assert sum(duration for _, duration in meanwhile) < timeout  # they finished while it waited
+
+
+class TestOneCanonicalEmail:
+    """Contract: `boss@xn--80ak6aa92e.com` and `boss@аррӏе.com` are one address and reach one
+    account, whichever way each arrived."""
+
+    @pytest.mark.parametrize(
+        ("provisioned", "in_supabase"),
+        [
+            ("boss@xn--80ak6aa92e.com", "boss@аррӏе.com"),
+            ("Boss@АРРӀЕ.com", "boss@xn--80ak6aa92e.com"),
+        ],
+    )
+    async def test_the_pre_provisioned_account_is_reached(
+        self,
+        supabase_client: httpx.AsyncClient,
+        supabase_fake: FakeSupabase,
+        supabase_app: FastAPI,
+        provisioned: str,
+        in_supabase: str,
+    ) -> None:
+        admin = await add_user(supabase_app, "admin@example.com", is_superuser=True)
+        created = await supabase_client.post(
+            "/api/v1/users/",
+            headers=bearer(issue_token(supabase_app.state.settings, admin).token),
+            json={"email": provisioned, "is_superuser": True},
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["email"] == "boss@xn--80ak6aa92e.com"
+        user = supabase_fake.create_user(in_supabase, email_confirmed=True)
+        response = await self.exchange(supabase_client, supabase_fake, user)
+        assert response.status_code == 200, response.text
+        assert response.json()["user"] == {
+            "id": created.json()["id"],
+            "email": "boss@xn--80ak6aa92e.com",
+        }
+        assert len(await rows(supabase_app)) == 2  # the admin and the boss, no second account
+
+    async def test_a_new_account_stores_the_canonical_form(
+        self, supabase_client: httpx.AsyncClient, supabase_fake: FakeSupabase, supabase_app: FastAPI
+    ) -> None:
+        user = supabase_fake.create_user("Jörg@Bücher.DE", email_confirmed=True)
+        assert (await self.exchange(supabase_client, supabase_fake, user)).status_code == 200
+        [row] = await rows(supabase_app)
+        assert row.email == "jörg@xn--bcher-kva.de"
+
+    async def test_a_domain_with_no_idna_form_is_refused(
+        self, supabase_client: httpx.AsyncClient, supabase_fake: FakeSupabase, supabase_app: FastAPI
+    ) -> None:
+        user = supabase_fake.create_user("a@☃.com", email_confirmed=True)
+        response = await self.exchange(supabase_client, supabase_fake, user)
+        assert response.status_code == 403
+        assert "not a valid domain name" in response.json()["detail"]
+        assert await rows(supabase_app) == []
+
+    @staticmethod
+    async def exchange(
+        client: httpx.AsyncClient, fake: FakeSupabase, user: FakeUser
+    ) -> httpx.Response:
+        return await client.get(EXCHANGE, headers=bearer(fake.sign_in(user)))

@@ -23,6 +23,20 @@ from tests.test_supabase_exchange import add_user, rows
 WEBHOOK = "/auth/supabase/webhook"
 SECRET = "whsec-0123456789abcdef0123456789abcdef"
 AUTHORIZED = {"Authorization": f"Bearer {SECRET}"}
+# Timestamps far outside the calendar (contract: "Hostile clients and lost events").
+FAR_OUT_TIMESTAMPS = [
+    "9999-12-31T23:59:59-14:00",
+    "0000-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "294276-12-31T23:59:59+00:00",
+    "9" * 100 + "-01-01T00:00:00Z",
+    "0044-03-15T00:00:00+00:00 BC",
+]
+
+
+def banned_until(moment: str) -> Any:
+    """A change of the event's `record`: this `banned_until`."""
+    return lambda payload: {**payload, "record": {**payload["record"], "banned_until": moment}}
 
 
 @dataclass
@@ -183,6 +197,16 @@ class TestBodiesOfAnotherShape:
                 id="timestamp as a number",
             ),
             pytest.param(lambda p: {**p, "record": {**p["record"], "email": 42}}, id="email 42"),
+            *(
+                pytest.param(
+                    lambda p, moment=moment: {
+                        **p,
+                        "record": {**p["record"], "banned_until": moment},
+                    },
+                    id=f"banned_until {moment[:30]}",
+                )
+                for moment in FAR_OUT_TIMESTAMPS
+            ),
         ],
     )
     async def test_422_and_nothing_changes(self, hooked: Hooked, change: Any) -> None:
@@ -362,6 +386,30 @@ class TestEmailConfirmed:
         user = hooked.fake.create_user("old@example.com")
         await hooked.sign_in(user)
         await hooked.deliver(hooked.fake.change_email(user, "new@example.com\n"))
+        [row] = await rows(hooked.app)
+        assert row.email == "old@example.com"
+
+    async def test_a_unicode_domain_is_stored_as_idna_ascii(self, hooked: Hooked) -> None:
+        user = hooked.fake.create_user("old@example.com")
+        await hooked.sign_in(user)
+        await hooked.deliver(hooked.fake.change_email(user, "Boss@АРРӀЕ.com"))
+        [row] = await rows(hooked.app)
+        assert row.email == "boss@xn--80ak6aa92e.com"
+
+    async def test_the_same_address_in_another_spelling_changes_nothing(
+        self, hooked: Hooked
+    ) -> None:
+        user = hooked.fake.create_user("boss@xn--80ak6aa92e.com")
+        api_token = await hooked.sign_in(user)
+        await hooked.deliver(hooked.fake.change_email(user, "boss@аррӏе.com"))
+        [row] = await rows(hooked.app)
+        assert row.email == "boss@xn--80ak6aa92e.com"
+        assert await hooked.works(api_token)  # not an email change: nothing revoked
+
+    async def test_a_domain_with_no_idna_form_is_not_taken(self, hooked: Hooked) -> None:
+        user = hooked.fake.create_user("old@example.com")
+        await hooked.sign_in(user)
+        await hooked.deliver(hooked.fake.change_email(user, "new@☃.com"))
         [row] = await rows(hooked.app)
         assert row.email == "old@example.com"
 

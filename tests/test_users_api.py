@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.db.base import MAX_INT_ID
+from app.fields import MAX_INT_ID
 from tests.conftest import AuthHeaders, UserFactory, one_database
 
 USERS = "/api/v1/users/"
@@ -147,6 +147,25 @@ async def test_create_duplicate_email_is_409_case_insensitive(
     second = await client.post(USERS, headers=auth(admin), json={"email": "DUP@Example.com"})
     assert second.status_code == 409
     assert second.json() == {"detail": "A user with this email already exists"}
+
+
+async def test_one_address_whichever_way_its_domain_is_written(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    """Stored with the domain in IDNA ASCII: `boss@аррӏе.com` is `boss@xn--80ak6aa92e.com`."""
+    admin = await make_user(is_superuser=True)
+    created = await client.post(USERS, headers=auth(admin), json={"email": "Boss@АРРӀЕ.com"})
+    assert created.status_code == 201, created.text
+    assert created.json()["email"] == "boss@xn--80ak6aa92e.com"
+    again = await client.post(USERS, headers=auth(admin), json={"email": "boss@XN--80ak6aa92e.com"})
+    assert again.status_code == 409
+    moved = await client.patch(
+        f"{USERS}{created.json()['id']}", headers=auth(admin), json={"email": "boss@straße.de"}
+    )
+    assert moved.json()["email"] == "boss@xn--strae-oqa.de"  # IDNA 2008: not strasse.de
+    own = await client.patch(USERS + "me", headers=auth(admin), json={"email": "boss@аррӏе.com"})
+    assert own.status_code == 200, own.text  # the address is free again
+    assert own.json()["email"] == "boss@xn--80ak6aa92e.com"
 
 
 async def test_concurrent_creates_of_one_email_give_one_201_and_one_409(

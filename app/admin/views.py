@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app.admin.authentication import admin_user
-from app.db.base import MAX_INT_ID
+from app.fields import MAX_INT_ID
 from app.models.audit_event import AuditEvent
 from app.models.post import Post
 from app.models.user import User

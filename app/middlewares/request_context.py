@@ -13,8 +13,10 @@ import re
 import time
 from collections.abc import Iterable
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.fields import CONTROL_CHARACTERS
 from app.logging import RequestLogContext, request_log_context
 from app.middlewares.security_headers import with_security_headers
 from app.observability.routes import RouteTemplates
@@ -35,16 +37,16 @@ INTERNAL_ERROR_START: Message = {
 }
 # The client closed the connection before any answer (nginx's code; not an HTTP status).
 CLIENT_CLOSED_REQUEST = 499
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+ESCAPED_IN_LOGS = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def loggable_path(scope: Scope) -> str:
     """The decoded path, with control characters escaped: `/%0d%0aGET /admin` must not forge a
     second log line."""
     path: str = scope["path"]
-    if CONTROL_CHARACTERS.search(path) is None:
+    if ESCAPED_IN_LOGS.search(path) is None:
         return path
-    return CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", path)
+    return ESCAPED_IN_LOGS.sub(lambda match: f"\\x{ord(match.group()):02x}", path)
 
 
 def incoming_request_id(scope: Scope) -> str:
@@ -61,7 +63,9 @@ def incoming_request_id(scope: Scope) -> str:
 class RequestContextMiddleware:
     """Every request the client still waits for gets an answer: the app's, or a last-resort
     500 when the app raised or returned without one. A request that ends without an answer is
-    one whose client left first (`MetricsMiddleware` counts it so, as 499)."""
+    one whose client left first: logged as 499, whatever status the app meant to send
+    (`MetricsMiddleware` counts it so too). The client left when `receive` says so, or when a
+    `send` raises `ClientDisconnect` (the server found the connection gone: app/server.py)."""
 
     def __init__(
         self,
@@ -84,6 +88,7 @@ class RequestContextMiddleware:
         request_id_header = (REQUEST_ID_HEADER, request_id.encode())
         status = 500
         started = False
+        answered = False
         client_left = False
         start = time.perf_counter()
 
@@ -95,17 +100,20 @@ class RequestContextMiddleware:
             return message
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status, started, answered
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
                 headers = [*message.get("headers", ()), request_id_header]
                 message["headers"] = with_security_headers(headers, scope["path"], self.docs_paths)
             await send(message)
+            answered = message["type"] == "http.response.body" and not message.get("more_body")
 
         try:
             try:
                 await self.app(scope, receive_watching_disconnect, send_with_request_id)
+            except ClientDisconnect:
+                client_left = True  # while its body was read, or when its answer was sent
             except Exception:
                 if started or not client_left:
                     error_logger.exception(
@@ -115,7 +123,7 @@ class RequestContextMiddleware:
                 await send_with_request_id(dict(INTERNAL_ERROR_START))
                 await send({"type": "http.response.body", "body": INTERNAL_ERROR_BODY})
         finally:
-            if not started and client_left:
+            if client_left and not answered:
                 # Nobody to answer: not a server error (nginx's 499, client closed request).
                 status = CLIENT_CLOSED_REQUEST
             duration_ms = (time.perf_counter() - start) * 1000

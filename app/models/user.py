@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, CRUDMixin, TimestampMixin
-from app.fields import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, normalize_email
+from app.fields import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, canonical_email
 
 SECURITY_STAMP_LENGTH = 32
 
@@ -42,7 +42,11 @@ class User(CRUDMixin, TimestampMixin, Base):
 
     @classmethod
     async def get_by_email(cls, session: AsyncSession, email: str) -> User | None:
-        result = await session.execute(select(cls).where(cls.email == normalize_email(email)))
+        try:
+            canonical = canonical_email(email)
+        except ValueError:
+            return None  # not an address: nobody has it
+        result = await session.execute(select(cls).where(cls.email == canonical))
         return result.scalar_one_or_none()
 
     @classmethod

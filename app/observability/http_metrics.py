@@ -44,9 +44,9 @@ class MetricsMiddleware:
 
         async def send_recording_status(message: Message) -> None:
             nonlocal status
+            await send(message)  # raises when the connection is gone: then it stays 499
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
 
         RequestsInFlight.count += 1
         start = time.perf_counter()

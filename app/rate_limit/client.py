@@ -19,9 +19,14 @@ UNKNOWN_CLIENT = "unknown"  # no address (e.g. a Unix socket without a proxy in 
 
 
 def client_address(request: Request) -> str:
-    if request.client is None or not request.client.host:
+    return client_key(request.client.host if request.client is not None else None)
+
+
+def client_key(host: str | None) -> str:
+    """The key a peer's host counts under (see the module's docstring); for code that has only
+    the ASGI scope (`scope["client"]`), such as the request-body limits."""
+    if not host:
         return UNKNOWN_CLIENT
-    host = request.client.host
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.db.base import MAX_INT_ID
 from app.db.pagination import Page
 from app.dependencies import ReadSessionDep, Superuser
+from app.fields import MAX_INT_ID
 from app.models.audit_event import AuditEvent
 from app.schemas.audit_event import AuditEventPage
 from app.schemas.errors import responses

@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from app.db.base import MAX_INT_ID
 from app.db.pagination import Page
 from app.dependencies import CurrentUser, ReadSessionDep, SessionDep, owner_or_superuser
+from app.fields import MAX_INT_ID
 from app.models.post import Post
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.post import PostCreateRequest, PostPage, PostResponse, PostUpdateRequest

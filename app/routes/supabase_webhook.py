@@ -2,17 +2,15 @@
 
 Only with SUPABASE_WEBHOOK_SECRET set (404 otherwise, like any unknown path), and only for a
 caller sending `Authorization: Bearer <that secret>` (401 otherwise). Both are checked before the
-body is read: without the secret, nothing learns whether a body would have been accepted.
+body is read (`WebhookSecret`): without the secret, nothing learns whether a body would have been
+accepted, and no one holds room for a body.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from app.config import Settings
@@ -37,24 +35,24 @@ def check_webhook_secret(request: Request) -> None:
         raise NotAuthenticated("Invalid webhook secret", error="invalid_token")
 
 
-class SecretCheckedRoute(APIRoute):
-    """Checks the webhook secret before FastAPI reads and validates the body (which it does
-    before any dependency runs)."""
+class WebhookSecret(HTTPBearer):
+    """The webhook's bearer secret, for the OpenAPI schema and for the request limits
+    (`app/middlewares/body_gate.py`), which check it before the body is read (FastAPI reads a
+    body before any dependency runs) and then give the body a lane of its own: other clients'
+    bodies can never leave the webhook without room."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    reserved_body_lane = True
 
-        async def checked(request: Request) -> Response:
-            check_webhook_secret(request)
-            return await handler(request)
+    def check_before_body(self, request: Request) -> None:
+        check_webhook_secret(request)
 
-        return checked
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        check_webhook_secret(request)  # again here, should the app be served without the limits
 
 
-router = APIRouter(prefix="/auth/supabase", tags=["auth"], route_class=SecretCheckedRoute)
+router = APIRouter(prefix="/auth/supabase", tags=["auth"])
 
-# For the OpenAPI schema; `check_webhook_secret` reads the header itself.
-webhook_secret = HTTPBearer(
+webhook_secret = WebhookSecret(
     auto_error=False,
     scheme_name="SupabaseWebhookSecret",
     description="SUPABASE_WEBHOOK_SECRET, sent by the Database Webhook as a bearer token",

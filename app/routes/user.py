@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from app.db.base import MAX_INT_ID
 from app.db.pagination import Page
 from app.dependencies import CurrentUser, ReadSessionDep, SessionDep, Superuser
+from app.fields import MAX_INT_ID
 from app.models.user import User
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.user import UserCreateRequest, UserPage, UserResponse, UserUpdateRequest

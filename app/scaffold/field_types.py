@@ -37,7 +37,17 @@ STR = FieldType(
     sample_model='"Hello"',
     changed='"Changed"',
     changed_response='"Changed"',
-    refused=('""', '"   "', '"x" * 256', '"two\\nlines"', '"bell\\x07"', "42"),
+    refused=(
+        '""',
+        '"   "',
+        '"\\u200b"',  # only an invisible character: blank
+        '"x" * 256',
+        '"two\\nlines"',
+        '"two\\u2028lines"',
+        '"invoice\\u202egnp.exe"',  # a right-to-left override
+        '"bell\\x07"',
+        "42",
+    ),
 )
 TEXT = FieldType(
     python_type="str",

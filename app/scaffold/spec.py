@@ -19,7 +19,9 @@ from pydantic import BaseModel
 from app.db.base import Base, CRUDMixin, TimestampMixin
 from app.scaffold.field_types import FIELD_TYPES, FieldType
 
-SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+# Matched whole (`fullmatch`): with `match` and a closing `$`, "gadget\n" passed, and its newline
+# ended up in file names and in the lines added to app/router.py.
+SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 # Index and constraint names are built from the table name; PostgreSQL cuts names at 63 bytes.
 MAX_NAME_LENGTH = 30
 DEFAULT_FIELDS = ("name:str",)
@@ -121,9 +123,9 @@ class Resource:
 
 
 def pluralize(name: str) -> str:
-    if re.search(r"(s|x|z|ch|sh)$", name):
+    if re.search(r"(s|x|z|ch|sh)\Z", name):
         return name + "es"
-    if re.search(r"[^aeiou]y$", name):
+    if re.search(r"[^aeiou]y\Z", name):
         return name[:-1] + "ies"
     return name + "s"
 
@@ -181,7 +183,7 @@ def parse_field(spec: str) -> Field:
 
 
 def check_identifier(name: str, what: str) -> None:
-    if not SNAKE_CASE.match(name):
+    if not SNAKE_CASE.fullmatch(name):
         raise ScaffoldError(
             f"{what} {name!r} is not snake_case (lower-case letters, digits, single "
             "underscores; a letter first)"

@@ -16,14 +16,18 @@ DESCRIPTIONS = {
     403: "Not allowed",
     404: "Not found",
     409: "Conflict with an existing record",
-    408: "The request body did not arrive in time (BODY_TIMEOUT_SECONDS)",
+    408: (
+        "The request body did not arrive in time (BODY_TIMEOUT_SECONDS) or fast enough "
+        "(MIN_BODY_DATA_RATE)"
+    ),
     413: "The request body is larger than the limit (MAX_BODY_BYTES)",
     414: "The URL is longer than 8 KiB",
     429: "Too many requests from this client address; retry after `Retry-After` seconds",
     431: "The request headers are larger than 64 KiB",
     503: (
         "The database or Supabase is unavailable, or the server already holds all the request "
-        "bodies it may (MAX_INFLIGHT_BODY_BYTES)"
+        "bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them "
+        "(MAX_CLIENT_INFLIGHT_BODY_BYTES)"
     ),
 }
 

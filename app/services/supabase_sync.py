@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.user import User
 from app.schemas.supabase_webhook import AuthUserRecord, SupabaseUserEvent
 from app.services.audit import Actor, Changes, record
-from app.supabase.identity import is_usable_email
+from app.supabase.identity import is_usable_email, supabase_email
 
 logger = logging.getLogger("app.supabase")
 
@@ -91,17 +91,19 @@ def confirms_new_email(row: AuthUserRecord, old: AuthUserRecord) -> bool:
     """The row's email is confirmed, and it was not, or it is another address than before."""
     if row.email_confirmed_at is None or not row.email:
         return False
-    return old.email_confirmed_at is None or (old.email or "").lower() != row.email.lower()
+    if old.email_confirmed_at is None:
+        return True
+    return supabase_email(old.email or "") != supabase_email(row.email)
 
 
 async def take_email(session: AsyncSession, user: User, row: AuthUserRecord, actor: Actor) -> None:
-    email = (row.email or "").lower()
+    email = supabase_email(row.email or "")
     if email == user.email:
         return
     if not is_usable_email(email):
         logger.warning(
-            "Supabase user %s confirmed an email with whitespace or control characters: local "
-            "user %s keeps its email",
+            "Supabase user %s confirmed an email with whitespace or control characters, or an "
+            "invalid domain: local user %s keeps its email",
             row.supabase_id,
             user.id,
         )

@@ -7,10 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.fields import EMAIL_MAX_LENGTH
+from app.fields import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, canonical_email, to_single_line
 from app.supabase.timestamps import is_future
-
-FULL_NAME_MAX_LENGTH = 255
 
 
 class InvalidIdentity(ValueError):
@@ -22,8 +20,8 @@ class SupabaseIdentity:
     id: str
     """The Supabase user's UUID, canonical lower-case form."""
     email: str
-    """Lower-cased, otherwise as Supabase gave it (see `is_usable_email`); `""` for anonymous,
-    phone-only and wallet users."""
+    """In the canonical form (`supabase_email`), or as Supabase gave it when it has none (then
+    `is_usable_email` refuses it); `""` for anonymous, phone-only and wallet users."""
     email_confirmed: bool | None
     """`email_confirmed_at` is set. None: unknown (JWT claims do not carry it)."""
     full_name: str | None
@@ -63,10 +61,10 @@ def full_name(metadata: object) -> str | None:
     for key in ("full_name", "name"):
         value = metadata.get(key)
         if isinstance(value, str):
-            # The user can write anything here: drop control characters (PostgreSQL refuses NUL).
-            cleaned = "".join(ch for ch in value if ch.isprintable()).strip()
+            # The user can write anything here: kept only as far as a full name may hold it.
+            cleaned = to_single_line(value, FULL_NAME_MAX_LENGTH)
             if cleaned:
-                return cleaned[:FULL_NAME_MAX_LENGTH]
+                return cleaned
     return None
 
 
@@ -91,17 +89,33 @@ def _banned(banned_until: object) -> bool:
 def _email(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidIdentity("email is not a string")
-    return value.lower()
+    return supabase_email(value)
+
+
+def supabase_email(email: str) -> str:
+    """An address from Supabase in the form the API stores and compares (`canonical_email`),
+    or as it is when it has none (`""`, or a domain IDNA cannot write): `is_usable_email` then
+    refuses it."""
+    try:
+        return canonical_email(email)
+    except ValueError:
+        return email
 
 
 def is_usable_email(email: str) -> bool:
-    """An address the API may match and store as it is: no whitespace or control character
-    anywhere, storable length. Nothing is stripped or repaired: `"victim@corp.com\n"` is not
-    `victim@corp.com`, and treating it so would hand that account to whoever got Supabase to
-    accept the odd spelling. (An address never contains whitespace; quoted local parts with
-    spaces are refused by GoTrue and by our own email validation alike.)"""
+    """An address the API may match and store as it is: in the canonical form, no whitespace
+    or control character anywhere, storable length. Nothing is stripped or repaired:
+    `"victim@corp.com\n"` is not `victim@corp.com`, and treating it so would hand that account
+    to whoever got Supabase to accept the odd spelling. (An address never contains whitespace;
+    quoted local parts with spaces are refused by GoTrue and by our own email validation
+    alike.)"""
+    try:
+        canonical = canonical_email(email)
+    except ValueError:
+        return False
     return (
-        0 < len(email) <= EMAIL_MAX_LENGTH
+        canonical == email
+        and len(email) <= EMAIL_MAX_LENGTH
         and email.isprintable()
         and not any(ch.isspace() for ch in email)
     )

@@ -1,7 +1,7 @@
 """audit_events: who changed which account or post, when, and what
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005_audit_events
+Revises: 0004_emails
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0003"
+revision: str = "0005_audit_events"
+down_revision: str | Sequence[str] | None = "0004_emails"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

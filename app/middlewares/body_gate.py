@@ -1,0 +1,124 @@
+"""Which requests may send a body at all, decided from the request line and headers alone.
+
+A body costs the server memory and a slot of the shared body budget while it arrives
+(`request_limits.py`); FastAPI reads it before any dependency runs, so without this gate a
+request that would end in 401 held its slot first, and 32 anonymous connections that declared
+1 MiB each and sent nothing filled the budget for everyone (issue 13). Here:
+
+- a path that no route serves in full (unknown path, other method, a slash to redirect) goes
+  to the app with its body unread: the app answers 404/405/307 without reading it;
+- a route whose dependencies can refuse a request from its headers (`ChecksBeforeBody`: the
+  API token's signature and expiry, the webhook's secret) is refused here, before its body;
+- what is admitted says whose share of the budget the body counts against (the signed-in user,
+  besides the address) and whether it has a lane of its own (the webhook, once its secret is
+  proven).
+
+The checks are found in each route's own dependencies, so every resource (generated ones
+included) is gated without listing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from fastapi import APIRouter
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
+
+
+@runtime_checkable
+class ChecksBeforeBody(Protocol):
+    """A dependency that can judge a request by its headers alone. `check_before_body` raises
+    the `HTTPException` the dependency itself would raise, or returns the holder the body counts
+    against (e.g. `user:42`) or None. `reserved_body_lane`: a body past this check has a budget
+    of its own (for a caller that proved a shared secret)."""
+
+    reserved_body_lane: bool
+
+    def check_before_body(self, request: Request) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """May send its body: counted against `holders` (besides its address), in the reserved
+    lane or the shared one."""
+
+    holders: tuple[str, ...] = ()
+    reserved_lane: bool = False
+
+
+@dataclass(frozen=True)
+class Refused:
+    status: int
+    detail: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class BodyGate:
+    """`routers`: the (router, prefix) pairs the app includes (`app/router.py`); `app_routes`:
+    the app's own route list (docs, mounts such as an admin site), read as it is at each
+    request. FastAPI keeps an included router as one entry of the app's list, so its routes are
+    matched here as `RouteTemplates` matches them: the prefix taken off the path."""
+
+    def __init__(
+        self, routers: Iterable[tuple[APIRouter, str]], app_routes: Sequence[BaseRoute]
+    ) -> None:
+        self._prefixed = [
+            (prefix, route, tuple(checks_of(route)))
+            for router, prefix in routers
+            for route in router.routes
+        ]
+        self._app_routes = app_routes
+
+    def judge(self, scope: Scope) -> Admitted | Refused | None:
+        """None: no route serves this request in full (the body need not be read)."""
+        path: str = scope["path"]
+        for prefix, route, checks in self._prefixed:
+            if path.startswith(prefix):
+                unprefixed = {**scope, "path": path[len(prefix) :], "root_path": ""}
+                if route.matches(unprefixed)[0] is Match.FULL:
+                    return run_checks(checks, scope)
+        for route in self._app_routes:
+            if isinstance(route, (Route, Mount)) and route.matches(scope)[0] is Match.FULL:
+                return run_checks(tuple(checks_of(route)), scope)
+        return None
+
+
+def run_checks(checks: tuple[ChecksBeforeBody, ...], scope: Scope) -> Admitted | Refused:
+    request = Request(scope)  # headers only: nothing here may read the body
+    holders: list[str] = []
+    for check in checks:
+        try:
+            holder = check.check_before_body(request)
+        except HTTPException as exc:
+            headers = tuple(
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in (exc.headers or {}).items()
+            )
+            return Refused(exc.status_code, str(exc.detail), headers)
+        if holder is not None:
+            holders.append(holder)
+    return Admitted(tuple(holders), any(check.reserved_body_lane for check in checks))
+
+
+def checks_of(route: BaseRoute) -> Iterator[ChecksBeforeBody]:
+    """The header checks among a route's dependencies, each once, outermost first."""
+    if not isinstance(route, APIRoute):
+        return
+    seen: set[int] = set()
+    for call in dependency_calls(route.dependant):
+        if isinstance(call, ChecksBeforeBody) and id(call) not in seen:
+            seen.add(id(call))
+            yield call
+
+
+def dependency_calls(dependant: Dependant) -> Iterator[object]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from dependency_calls(sub)
