@@ -33,7 +33,9 @@ from app.observability.json_logs import uvicorn_log_config
 from app.observability.multiprocess import shared_metrics_directory
 from app.schemas.user import UserCreateRequest, UserUpdateRequest
 from app.services.audit import CLI, AuditService
+from app.services.supabase_sync import SupabaseSync, SyncTotals, TooManyDeactivations
 from app.services.user import UserService
+from app.supabase.admin import DEFAULT_PER_PAGE, MAX_PER_PAGE, SupabaseAdmin, SupabaseAdminError
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 cli = typer.Typer(help="Megapolis API management commands.", no_args_is_help=True)
@@ -300,6 +302,69 @@ def audit(
     """Print the latest audit events, newest first, one a line."""
     for event in run_on_users(latest_events(email, limit)):
         typer.echo(describe_event(event))
+
+
+async def sync_with_supabase(
+    settings: Settings, *, dry_run: bool, per_page: int, max_deactivations: int
+) -> SyncTotals:
+    try:
+        supabase = SupabaseAdmin.from_settings(settings)
+    except SupabaseAdminError as exc:
+        raise CLIError(str(exc)) from exc
+    try:
+        async with open_session(settings) as session:
+            return await SupabaseSync.run(
+                session,
+                supabase,
+                per_page=per_page,
+                max_deactivations=max_deactivations,
+                dry_run=dry_run,
+                echo=typer.echo,
+                warn=warn,
+            )
+    except (SupabaseAdminError, TooManyDeactivations) as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        await supabase.aclose()
+
+
+# More than this many accounts whose Supabase user is gone, in one run, is more likely a
+# SUPABASE_URL pointing at another project than users deleted while every webhook call failed.
+DEFAULT_MAX_DEACTIVATIONS = 100
+
+
+def warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+@cli.command("sync-supabase")
+@expected_errors
+def sync_supabase(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would change; change nothing")
+    ] = False,
+    per_page: Annotated[
+        int, typer.Option(min=1, max=MAX_PER_PAGE, help="Users per page of Supabase's list")
+    ] = DEFAULT_PER_PAGE,
+    max_deactivations: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Refuse (changing nothing) when more accounts than this would be deactivated",
+        ),
+    ] = DEFAULT_MAX_DEACTIVATIONS,
+) -> None:
+    """Apply Supabase's users to the linked accounts, as its webhook calls would have (deleted:
+    deactivated; banned: tokens revoked; confirmed new email: updated). For calls that were
+    lost: Supabase does not retry them. Needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY (the
+    secret or service_role key)."""
+    settings = get_settings()
+    totals = run_on_users(
+        sync_with_supabase(
+            settings, dry_run=dry_run, per_page=per_page, max_deactivations=max_deactivations
+        )
+    )
+    typer.echo(totals.summary())
 
 
 @cli.command("dev-supabase")

@@ -22,7 +22,10 @@ from app.models.audit_event import AuditEvent
 from app.models.post import Post
 from app.models.user import User
 from app.security import issue_token
+from app.services.supabase_sync import SupabaseSync
+from app.supabase.admin import SupabaseAdmin
 from app.supabase.fake import FakeSupabase
+from app.supabase.fake.users import utc_now
 from manage import cli
 from tests.conftest import (
     TEST_SECRET,
@@ -288,11 +291,20 @@ async def test_exchange_link_and_webhook_changes_are_audited_and_no_row_holds_a_
         assert again.status_code == 204
 
     events = await all_events(app)
+    banned_until = events[3].changes.get("supabase_banned_until", [None, None])[1]
+    assert banned_until is not None and int(banned_until[:4]) > utc_now().year + 50  # "ban"
     assert [summary(event) for event in events] == [
         ("user", local.id, "user.link", "user", local.id, {"supabase_id": [None, fake_user.id]}),
         ("superuser", admin.id, "user.update", "user", local.id, {"full_name": [None, "Linked"]}),
         ("superuser", admin.id, "user.revoke_tokens", "user", local.id, {}),
-        ("webhook", None, "user.revoke_tokens", "user", local.id, {}),
+        (
+            "webhook",
+            None,
+            "user.revoke_tokens",
+            "user",
+            local.id,
+            {"supabase_banned_until": [None, banned_until]},
+        ),
         (
             "webhook",
             None,
@@ -322,6 +334,58 @@ async def test_exchange_link_and_webhook_changes_are_audited_and_no_row_holds_a_
         assert secret and secret not in rows
         # Nor a recognisable part of one (a JWT's signature, a key's tail).
         assert secret[-16:] not in rows
+
+
+async def test_sync_supabase_changes_are_audited_as_sync(
+    hooked_app: FastAPI, supabase_fake: FakeSupabase
+) -> None:
+    """What `manage.py sync-supabase` runs (SupabaseSync.run), in this process."""
+    app, fake = hooked_app, supabase_fake
+    gone, banned, renamed = (fake.create_user(f"{name}@example.com") for name in "abc")
+    async with asgi_client(app) as client:
+        for user in (gone, banned, renamed):
+            exchanged = await client.get(EXCHANGE, headers=bearer(fake.sign_in(user)))
+            assert exchanged.status_code == 200
+    ids = {row.email: row.id for row in await users(app)}
+    # Changes whose webhook calls were lost.
+    fake.delete_user(gone)
+    fake.ban_user(banned)
+    fake.change_email(renamed, "c2@example.com")
+
+    async def sync(*, dry_run: bool = False) -> None:
+        settings = app.state.settings
+        supabase = SupabaseAdmin.from_settings(settings)
+        try:
+            async with open_session(settings) as session:
+                await SupabaseSync.run(
+                    session,
+                    supabase,
+                    per_page=50,
+                    max_deactivations=10,
+                    dry_run=dry_run,
+                    echo=lambda _: None,
+                    warn=lambda _: None,
+                )
+        finally:
+            await supabase.aclose()
+
+    await sync(dry_run=True)
+    assert await all_events(app) == []  # a dry run changes nothing, records nothing
+    await sync()
+    await sync()  # the second run changes nothing, and records nothing more
+    events = await all_events(app)
+    assert [summary(event)[:5] for event in events] == [
+        ("sync", None, "user.deactivate", "user", ids["a@example.com"]),
+        ("sync", None, "user.revoke_tokens", "user", ids["b@example.com"]),
+        ("sync", None, "user.update", "user", ids["c@example.com"]),
+    ]
+    assert events[0].changes == {"is_active": [True, False], "supabase_id": [gone.id, None]}
+    assert events[2].changes == {"email": ["c@example.com", "c2@example.com"]}
+
+
+async def users(app: FastAPI) -> list[User]:
+    async with app.state.database.sessionmaker() as session:
+        return list((await session.scalars(select(User).order_by(User.id))).all())
 
 
 # --- the CLI ------------------------------------------------------------------------------------

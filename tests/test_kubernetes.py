@@ -35,6 +35,7 @@ from alembic.script import ScriptDirectory
 
 from app.config import Settings
 from app.routes.health import READINESS_TIMEOUT_SECONDS
+from app.supabase.fake import FakeSupabase
 from manage import alembic_config
 from tests.conftest import PROJECT_ROOT, TEST_SECRET, PostgresServer, make_settings
 from tests.processes import copy_project, free_port
@@ -116,8 +117,14 @@ def only(kind: str, resources: list[Manifest] | None = None) -> Manifest:
     return found[0]
 
 
+def pod_template(kind: str) -> Manifest:
+    spec = only(kind)["spec"]
+    template: Manifest = (spec["jobTemplate"]["spec"] if kind == "CronJob" else spec)["template"]
+    return template
+
+
 def pod_spec(kind: str) -> Manifest:
-    spec: Manifest = only(kind)["spec"]["template"]["spec"]
+    spec: Manifest = pod_template(kind)["spec"]
     return spec
 
 
@@ -226,6 +233,7 @@ def test_kustomization_has_every_kind_the_deployment_needs() -> None:
     assert kinds == sorted(
         [
             "ConfigMap",
+            "CronJob",
             "Deployment",
             "HorizontalPodAutoscaler",
             "Job",
@@ -253,6 +261,7 @@ def test_the_image_rewrite_reaches_the_deployment_and_the_job() -> None:
     assert rewrite["newName"] and rewrite["newTag"]
     assert container("Deployment")["image"] == rewrite["name"]
     assert container("Job")["image"] == rewrite["name"]
+    assert container("CronJob")["image"] == rewrite["name"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,8 +290,9 @@ def test_service_pdb_and_hpa_target_the_deployment() -> None:
         assert constraint["labelSelector"]["matchLabels"] == selector
 
 
-def test_migration_pods_are_not_behind_the_service() -> None:
-    job_labels = only("Job")["spec"]["template"]["metadata"]["labels"]
+@pytest.mark.parametrize("kind", ["Job", "CronJob"])
+def test_job_pods_are_not_behind_the_service(kind: str) -> None:
+    job_labels = pod_template(kind)["metadata"]["labels"]
     assert not only("Service")["spec"]["selector"].items() <= job_labels.items()
     assert not only("PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= (
         job_labels.items()
@@ -352,6 +362,20 @@ def test_migration_job_runs_the_upgrade_once_per_attempt() -> None:
     assert job["spec"]["backoffLimit"] >= 1
 
 
+def test_sync_cronjob_runs_the_sync_hourly_one_at_a_time() -> None:
+    cronjob = only("CronJob")["spec"]
+    assert argv("CronJob") == ["python", "manage.py", "sync-supabase"]
+    minute, hour, *rest = cronjob["schedule"].split()
+    assert minute.isdigit() and 0 <= int(minute) < 60
+    assert (hour, rest) == ("*", ["*", "*", "*"])
+    assert cronjob["concurrencyPolicy"] == "Forbid"
+    job = cronjob["jobTemplate"]["spec"]
+    assert job["activeDeadlineSeconds"] < 3600  # a stuck run never holds the next one back
+    assert job.get("parallelism", 1) == 1
+    assert pod_spec("CronJob")["restartPolicy"] in ("Never", "OnFailure")
+    assert cronjob["startingDeadlineSeconds"] < 3600
+
+
 def test_termination_grace_covers_the_pre_stop_sleep_and_the_drain() -> None:
     spec = pod_spec("Deployment")
     command = container("Deployment")["lifecycle"]["preStop"]["exec"]["command"]
@@ -368,7 +392,7 @@ def test_termination_grace_covers_the_pre_stop_sleep_and_the_drain() -> None:
 def test_every_env_var_from_a_secret_names_the_secret() -> None:
     name = secret_example()["metadata"]["name"]
     keys = set(secret_example()["stringData"])
-    for kind in ("Deployment", "Job"):
+    for kind in ("Deployment", "Job", "CronJob"):
         refs = secret_refs(kind)
         assert refs, kind
         for var, ref in refs.items():
@@ -386,11 +410,18 @@ def test_only_the_required_secret_keys_are_mandatory() -> None:
     job = secret_refs("Job")
     assert set(job) == REQUIRED_SECRET_KEYS
     assert not any(ref.get("optional", False) for ref in job.values())
+    # The sync needs the key that may list Supabase users too; without it, it says so in one
+    # line (a missing mandatory key would leave its pod unable to start, saying nothing).
+    sync = secret_refs("CronJob")
+    assert set(sync) == REQUIRED_SECRET_KEYS | {"SUPABASE_SERVICE_ROLE_KEY"}
+    assert {var for var, ref in sync.items() if not ref.get("optional", False)} == (
+        REQUIRED_SECRET_KEYS
+    )
 
 
 def test_both_workloads_read_the_configmap() -> None:
     name = only("ConfigMap")["metadata"]["name"]
-    for kind in ("Deployment", "Job"):
+    for kind in ("Deployment", "Job", "CronJob"):
         sources = container(kind)["envFrom"]
         assert {"configMapRef": {"name": name}} in sources, kind
 
@@ -420,7 +451,8 @@ def test_database_connections_fit_the_server_at_full_scale() -> None:
     overflow = int(data.get("DATABASE_MAX_OVERFLOW", fields["DATABASE_MAX_OVERFLOW"].default))
     max_replicas = only("HorizontalPodAutoscaler")["spec"]["maxReplicas"]
     migration = 1  # the Job's one connection (upgrade runs without a pool)
-    assert max_replicas * (pool + overflow) + migration <= DATABASE_CONNECTION_BUDGET
+    sync = 1  # the CronJob's one connection (sync-supabase runs without a pool)
+    assert max_replicas * (pool + overflow) + migration + sync <= DATABASE_CONNECTION_BUDGET
 
 
 def test_disruptions_never_leave_no_pod_and_never_block_a_drain() -> None:
@@ -440,7 +472,7 @@ def test_disruptions_never_leave_no_pod_and_never_block_a_drain() -> None:
 # Resources and security
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "Job"])
+@pytest.mark.parametrize("kind", ["Deployment", "Job", "CronJob"])
 def test_requests_and_limits_are_set(kind: str) -> None:
     resources = container(kind)["resources"]
     for resource in ("cpu", "memory"):
@@ -457,7 +489,7 @@ def image_uid() -> int:
     return int(match.group(1))
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "Job"])
+@pytest.mark.parametrize("kind", ["Deployment", "Job", "CronJob"])
 def test_pods_run_as_the_image_non_root_user_with_nothing_extra(kind: str) -> None:
     spec = pod_spec(kind)
     pod = spec["securityContext"]
@@ -638,6 +670,44 @@ def migrated(pod: Pod, fresh_postgres: str) -> str:
 @pytest.mark.processes
 def test_job_command_migrates_a_fresh_database_to_head(migrated: str) -> None:
     assert migrated == head_revision()
+
+
+def run_sync(pod: Pod, **settings: str) -> subprocess.CompletedProcess[str]:
+    """The CronJob's container command, with the pod's environment (`settings` on top)."""
+    return subprocess.run(
+        local_argv(argv("CronJob"), 0),
+        cwd=pod.app_dir,
+        env={**pod.env("CronJob"), **settings},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.mark.processes
+def test_cronjob_command_says_what_to_set_without_the_key(pod: Pod, migrated: str) -> None:
+    """The Secret as the README creates it has no SUPABASE_SERVICE_ROLE_KEY: the pod starts,
+    and the run fails in one line naming it."""
+    result = run_sync(pod)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "SUPABASE_SERVICE_ROLE_KEY is not set" in line
+    pod.assert_nothing_written()
+
+
+@pytest.mark.processes
+def test_cronjob_command_syncs_with_the_key(pod: Pod, migrated: str) -> None:
+    with FakeSupabase() as supabase:
+        supabase.create_user("ada@example.com")
+        result = run_sync(
+            pod, SUPABASE_URL=supabase.url, SUPABASE_SERVICE_ROLE_KEY=supabase.secret_key
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "sync-supabase: checked 1, deactivated 0, revoked 0, updated 0"
+    ]
+    pod.assert_nothing_written()
 
 
 class Server:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.supabase.fake import (
+    ADMIN_USERS_PATH,
     API_VERSION,
     JWKS_PATH,
     LOGOUT_PATH,
@@ -87,6 +88,74 @@ AUTH_USERS_COLUMNS = {
     "reauthentication_sent_at", "is_sso_user", "deleted_at", "is_anonymous",
 }  # fmt: skip
 PG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?\+00:00")
+
+
+class TestAdminUsers:
+    """GoTrue's admin user list and user: for the service-role or secret key only."""
+
+    @staticmethod
+    def get(fake: FakeSupabase, path: str = "", **headers: str) -> httpx.Response:
+        return httpx.get(fake.url + ADMIN_USERS_PATH + path, headers=headers)
+
+    def test_the_list_pages_newest_first_with_gotrue_headers(
+        self, supabase_fake: FakeSupabase
+    ) -> None:
+        users = [supabase_fake.create_user(f"u{n}@example.com") for n in range(5)]
+        key = supabase_fake.service_role_key
+        auth = {"apikey": key, "Authorization": f"Bearer {key}"}
+        first = self.get(supabase_fake, "?page=1&per_page=2", **auth)
+        assert first.status_code == 200
+        assert first.json()["aud"] == "authenticated"
+        assert [u["id"] for u in first.json()["users"]] == [users[4].id, users[3].id]
+        assert first.headers["x-total-count"] == "5"
+        assert first.headers["link"] == (
+            f'<{ADMIN_USERS_PATH}?page=2&per_page=2>; rel="next", '
+            f'<{ADMIN_USERS_PATH}?page=3&per_page=2>; rel="last"'
+        )
+        last = self.get(supabase_fake, "?page=3&per_page=2", **auth)
+        assert [u["id"] for u in last.json()["users"]] == [users[0].id]
+        assert 'rel="next"' not in last.headers["link"]
+        assert self.get(supabase_fake, "?page=9&per_page=2", **auth).json()["users"] == []
+        bad = self.get(supabase_fake, "?page=x", **auth)
+        assert (bad.status_code, bad.json()["error_code"]) == (400, "validation_failed")
+
+    def test_soft_deleted_users_are_listed_with_deleted_at(
+        self, supabase_fake: FakeSupabase
+    ) -> None:
+        user = supabase_fake.create_user("a@example.com")
+        supabase_fake.soft_delete_user(user)
+        listed = self.get(supabase_fake, apikey=supabase_fake.secret_key).json()["users"]
+        assert [u["id"] for u in listed] == [user.id] and listed[0]["deleted_at"]
+
+    def test_one_user(self, supabase_fake: FakeSupabase) -> None:
+        user = supabase_fake.create_user("a@example.com")
+        found = self.get(supabase_fake, f"/{user.id}", apikey=supabase_fake.secret_key)
+        assert found.status_code == 200 and found.json()["id"] == user.id
+        supabase_fake.delete_user(user)
+        gone = self.get(supabase_fake, f"/{user.id}", apikey=supabase_fake.secret_key)
+        assert (gone.status_code, gone.json()["error_code"]) == (404, "user_not_found")
+
+    def test_who_may_list(self, supabase_fake: FakeSupabase) -> None:
+        fake = supabase_fake
+        # The secret key alone: the gateway puts a service-role token in its place.
+        assert self.get(fake, apikey=fake.secret_key).status_code == 200
+        # A legacy key needs the bearer token GoTrue reads.
+        bare = self.get(fake, apikey=fake.service_role_key)
+        assert (bare.status_code, bare.json()["error_code"]) == (401, "no_authorization")
+        for key in (fake.anon_key, fake.publishable_key):
+            headers = {"apikey": key}
+            if key.startswith("eyJ"):
+                headers["Authorization"] = f"Bearer {key}"
+            refused = self.get(fake, **headers)
+            assert (refused.status_code, refused.json()["error_code"]) == (403, "not_admin")
+        user = fake.create_user("a@example.com")
+        as_user = self.get(
+            fake,
+            apikey=fake.anon_key,
+            Authorization=f"Bearer {fake.sign_in(user)}",
+        )
+        assert (as_user.status_code, as_user.json()["error_code"]) == (403, "not_admin")
+        assert self.get(fake).json() == {"message": "No API key found in request"}
 
 
 class TestWebhookPayloads:

@@ -329,6 +329,19 @@ class TestBan:
         [after] = await rows(hooked.app)
         assert after.security_stamp == row.security_stamp
 
+    async def test_a_replayed_ban_revokes_nothing_more(self, hooked: Hooked) -> None:
+        """The ban applied is recorded (`users.supabase_banned_until`): the same call again, or
+        `manage.py sync-supabase` later, leaves alone the tokens issued since."""
+        user = hooked.fake.create_user("ada@example.com")
+        await hooked.sign_in(user)
+        payload = hooked.fake.ban_user(user)
+        await hooked.deliver(payload)
+        [row] = await rows(hooked.app)
+        assert row.supabase_banned_until == hooked.fake.users[user.id].banned_until
+        await hooked.deliver(payload)
+        [after] = await rows(hooked.app)
+        assert after.security_stamp == row.security_stamp
+
     async def test_a_longer_ban_revokes_again(self, hooked: Hooked) -> None:
         user = hooked.fake.create_user("ada@example.com")
         await hooked.sign_in(user)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 from sqlalchemy import Boolean, Select, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, CRUDMixin, TimestampMixin
+from app.db.base import Base, CRUDMixin, TimestampMixin, UTCDateTime
 from app.fields import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, canonical_email
 
 SECURITY_STAMP_LENGTH = 32
@@ -32,6 +33,11 @@ class User(CRUDMixin, TimestampMixin, Base):
     security_stamp: Mapped[str] = mapped_column(
         String(SECURITY_STAMP_LENGTH), default=new_security_stamp
     )
+    # The end (`banned_until`) of the last Supabase ban whose token revocation was applied, by
+    # the webhook or by `manage.py sync-supabase`: the same ban never revokes twice, so tokens
+    # issued after it (once it ended, or by local verification) are not revoked again by a
+    # replayed webhook call or by every later sync.
+    supabase_banned_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     def __repr__(self) -> str:
         return f"<User id={self.id!r}>"

@@ -15,6 +15,7 @@ JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 SIGNUP_PATH = "/auth/v1/signup"
 TOKEN_PATH = "/auth/v1/token"
 LOGOUT_PATH = "/auth/v1/logout"
+ADMIN_USERS_PATH = "/auth/v1/admin/users"
 API_VERSION = "2024-01-01"
 BEARER = re.compile(r"(?i)bearer (\S+)")
 MAX_BODY_BYTES = 64 * 1024

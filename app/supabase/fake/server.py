@@ -25,6 +25,8 @@ What it speaks:
   request selects; 200 is the user JSON;
 - `GET /auth/v1/.well-known/jwks.json`: the published public keys, `Cache-Control: public,
   max-age=600`, no `apikey` needed;
+- `GET /auth/v1/admin/users?page=&per_page=` and `GET /auth/v1/admin/users/{id}`: GoTrue's
+  admin user list and user, for the service-role or secret key only (app/supabase/fake/admin.py);
 - `POST /auth/v1/signup`, `POST /auth/v1/token?grant_type=password|refresh_token`,
   `POST /auth/v1/logout`: sign-up and sign-in as supabase-js calls them (app/supabase/fake/
   sign_in.py), and CORS, so a browser front end can use the fake too;
@@ -56,8 +58,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from app.supabase.fake import admin as admin_endpoints
 from app.supabase.fake import sign_in as sign_in_endpoints
 from app.supabase.fake.protocol import (
+    ADMIN_USERS_PATH,
     BEARER,
     JWKS_PATH,
     LOGOUT_PATH,
@@ -481,6 +485,14 @@ class FakeSupabase:
     def jwks_calls(self) -> list[RecordedCall]:
         return self.calls_to(JWKS_PATH)
 
+    @property
+    def admin_calls(self) -> list[RecordedCall]:
+        """Calls to the admin user list and to single admin users."""
+        with self._lock:
+            return [
+                call for call in self.calls if urlsplit(call.path).path.startswith(ADMIN_USERS_PATH)
+            ]
+
     # --- the server side -------------------------------------------------------------------
 
     def _legacy_api_key(self, role: str) -> str:
@@ -548,6 +560,10 @@ class FakeSupabase:
             return sign_in_endpoints.token(self, target, headers, body)
         if path == LOGOUT_PATH and method == "POST":
             return sign_in_endpoints.logout(self, target, headers)
+        if (
+            path == ADMIN_USERS_PATH or path.startswith(f"{ADMIN_USERS_PATH}/")
+        ) and method == "GET":
+            return admin_endpoints.users(self, target, headers)
         return json_answer(404, {"message": "no Route matched with those values"})
 
     def _gateway_refusal(self, headers: dict[str, str]) -> Answer | None:
@@ -570,7 +586,7 @@ class FakeSupabase:
                 headers, 401, "no_authorization", "This endpoint requires a valid Bearer token"
             )
         try:
-            claims = self._verified_claims(match[1])
+            claims = self.verified_claims(match[1])
         except jwt.ExpiredSignatureError:
             return gotrue_error(
                 headers,
@@ -618,7 +634,7 @@ class FakeSupabase:
         user, _ = found
         return json_answer(200, user.to_json())
 
-    def _verified_claims(self, token: str) -> Json:
+    def verified_claims(self, token: str) -> Json:
         """As GoTrue's parseJWTClaims: the key by `kid`, the secret for HS256, no audience or
         issuer check, no leeway, `iat` not checked."""
         header = jwt.get_unverified_header(token)

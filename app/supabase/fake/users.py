@@ -1,6 +1,7 @@
 """The fake Supabase's users: rows of `auth.users`, rendered the two ways Supabase shows them.
 
-- `FakeUser.to_json()`: GoTrue's `models.User` JSON, what `GET /auth/v1/user` answers (`""` for
+- `FakeUser.to_json()`: GoTrue's `models.User` JSON, what `GET /auth/v1/user` (and the admin
+  user list) answers (`""` for
   a missing email or phone; `email_confirmed_at`, `banned_until`, ... absent when unset;
   timestamps in RFC 3339 with `Z`).
 - `FakeUser.to_row()`: the `auth.users` row as a Database Webhook carries it (PostgreSQL's
@@ -103,6 +104,7 @@ class FakeUser:
             "last_sign_in_at": self.last_sign_in_at,
             "banned_until": self.banned_until,
             "email_change_sent_at": self.email_change_sent_at,
+            "deleted_at": self.deleted_at,
         }
         data.update({key: api_time(value) for key, value in optional.items() if value})
         if self.email_change:

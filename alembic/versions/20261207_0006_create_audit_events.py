@@ -1,7 +1,7 @@
 """audit_events: who changed which account or post, when, and what
 
-Revision ID: 0005_audit_events
-Revises: 0004_emails
+Revision ID: 0006_audit_events
+Revises: 0005_banned_until
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_audit_events"
-down_revision: str | Sequence[str] | None = "0004_emails"
+revision: str = "0006_audit_events"
+down_revision: str | Sequence[str] | None = "0005_banned_until"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
