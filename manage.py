@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from app.config import ConfigurationError, Settings, get_settings
+from app.config import AppEnv, ConfigurationError, Settings, get_settings
 from app.db.database import open_session
 from app.db.engine import create_engine
 from app.db.errors import describe_database_error as describe
@@ -158,8 +158,31 @@ def check_database_at_start(settings: Settings) -> None:
 def migrate(
     message: Annotated[str, typer.Option("-m", "--message", help="Revision message")],
 ) -> None:
-    """Autogenerate a revision from the models."""
-    command.revision(alembic_config(get_settings()), message=message, autogenerate=True)
+    """Autogenerate a revision from the models (the database must be at the latest one)."""
+    settings = get_settings()
+    config = alembic_config(settings)
+    try:
+        command.revision(config, message=message, autogenerate=True)
+    except CommandError as exc:
+        # Autogenerate compares the models with the database: one behind the latest revision
+        # would yield a revision repeating the ones it lacks, so Alembic refuses.
+        if "not up to date" not in str(exc):
+            raise
+        if not is_development_sqlite(settings):
+            raise CLIError(
+                "the database is not at the latest migration; "
+                "run: poetry run python manage.py upgrade (then migrate again)"
+            ) from exc
+        # The embedded development database (a fresh checkout's): bring it up first, as
+        # `make run` would.
+        typer.echo("migrate: upgrading the development database to the latest migration first")
+        command.upgrade(config, "head")
+        command.revision(config, message=message, autogenerate=True)
+
+
+def is_development_sqlite(settings: Settings) -> bool:
+    embedded = settings.database_url.get_backend_name() == "sqlite"
+    return embedded and settings.APP_ENV is AppEnv.development
 
 
 @cli.command()

@@ -11,17 +11,20 @@
 - `CurrentUser`: the active user behind the API token (401 otherwise); `Superuser`: the same,
   and a superuser (403 otherwise);
 - `owner_or_superuser(load)`: turns a dependency that loads a row (404 when missing) into one
-  that also requires the caller to own the row or be a superuser (403).
+  that also requires the caller to own the row or be a superuser (403);
+- `PageParamsDep`: the page a list route serves (`limit`, and `cursor` or `offset`), for
+  `app.db.pagination.paginate`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Protocol, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,6 +33,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.authentication import authenticate, verify_token
 from app.config import Settings
 from app.db.database import Database
+from app.db.pagination import (
+    DEFAULT_LIMIT,
+    MAX_CURSOR_LENGTH,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    PageParams,
+    cursor_key,
+)
 from app.errors import (
     InvalidSupabaseToken,
     NotAuthenticated,
@@ -185,14 +196,62 @@ class Owned(Protocol):
 OwnedT = TypeVar("OwnedT", bound=Owned)
 
 
+def check_owner_or_superuser(caller: User, owner_id: int) -> None:
+    """The one rule of who may change a row (and see a user's record): its owner, or a
+    superuser; 403 for anyone else. Routes apply it through `owner_or_superuser`; nothing else
+    (no service) checks who the caller is for a row."""
+    if owner_id != caller.id and not caller.is_superuser:
+        raise PermissionDenied("Only its owner or a superuser may do this")
+
+
 def owner_or_superuser(load: Callable[..., Awaitable[OwnedT]]) -> Callable[..., Awaitable[OwnedT]]:
     """A dependency giving the row `load` gives (its own 404 included), when the caller owns it
     or is a superuser; 403 otherwise. The caller is checked first: no token is a 401, whatever
-    the id."""
+    the id. Use it for every route that changes a row of a user-owned resource:
+
+        EditablePost = Annotated[Post, Depends(owner_or_superuser(post_for_change))]
+    """
 
     async def owned_row(caller: CurrentUser, row: OwnedT = Depends(load)) -> OwnedT:
-        if row.owner_id != caller.id and not caller.is_superuser:
-            raise PermissionDenied("Only its owner or a superuser can change it")
+        check_owner_or_superuser(caller, row.owner_id)
         return row
 
     return owned_row
+
+
+# The query parameters that choose a page; every other one (a filter) is part of the cursor's scope.
+PAGE_QUERY = frozenset({"limit", "offset", "cursor"})
+
+
+async def page_params(
+    request: Request,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page")] = DEFAULT_LIMIT,
+    offset: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_OFFSET, description="Rows to skip (not with `cursor`)"),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_CURSOR_LENGTH,
+            description="The `next_cursor` of the page before (not with `offset`)",
+        ),
+    ] = None,
+) -> PageParams:
+    """The page a list route serves. A cursor works only on the path and with the filters (every
+    other query parameter) of the list that gave it; 422 otherwise, or with both `cursor` and
+    `offset` (`app.db.pagination.InvalidPageRequest`)."""
+    filters = sorted(
+        (name, value)
+        for name, value in request.query_params.multi_items()
+        if name not in PAGE_QUERY
+    )
+    scope = json.dumps([request.url.path, filters], separators=(",", ":"))
+    return PageParams(
+        key=cursor_key(settings.jwt_secret), limit=limit, offset=offset, cursor=cursor, scope=scope
+    )
+
+
+PageParamsDep = Annotated[PageParams, Depends(page_params)]

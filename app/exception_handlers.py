@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from app.db.errors import log_database_unavailable
+from app.db.pagination import InvalidPageRequest
 from app.errors import NotFound, RecordConflict
 
 logger = logging.getLogger("app.errors")
@@ -122,6 +123,14 @@ def allowed_methods(request: Request) -> list[str]:
     return allowed
 
 
+async def invalid_page_request(request: Request, exc: Exception) -> JSONResponse:
+    """A bad `cursor` (or `cursor` with `offset`), found by `app.db.pagination`: the 422 a
+    query parameter's validation gives, naming that parameter."""
+    assert isinstance(exc, InvalidPageRequest)
+    error = {"type": "value_error", "loc": ("query", exc.parameter), "msg": exc.message}
+    return await request_validation_error(request, RequestValidationError([error]))
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     """FastAPI's own answer, with a complete `Allow` on a 405."""
     assert isinstance(exc, HTTPException)
@@ -134,6 +143,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(InvalidPageRequest, invalid_page_request)
     app.add_exception_handler(StaleDataError, row_vanished)
     app.add_exception_handler(ObjectDeletedError, row_vanished)
     # More specific than DBAPIError (below), whose handler lets statement errors through.

@@ -225,6 +225,26 @@ async def test_filters_and_paging(
         ["3", "2", "1"],
         7,
     )
+    # The shared keyset paging: next_cursor walks every event once, with the filter kept.
+    walked, cursor = [], None
+    while True:
+        page = await listed(limit=2, actor_id=admin.id, **({"cursor": cursor} if cursor else {}))
+        assert page["total"] == 3
+        walked += numbers(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert walked == ["5", "3", "1"]
+    last_page = await listed(limit=2, target_type="post")
+    assert numbers(last_page) == ["6", "5"] and last_page["next_cursor"] is None  # full, last
+    with_cursor = await listed(limit=2)
+    other_filter = await client.get(
+        LIST,
+        params={"cursor": with_cursor["next_cursor"], "action": "post.delete"},
+        headers=headers,
+    )
+    assert other_filter.status_code == 422  # a cursor belongs to its list and filter
+    assert "cursor" in json.dumps(other_filter.json()["detail"])
     item = everything["items"][0]
     assert set(item) == {
         "id",
@@ -237,7 +257,15 @@ async def test_filters_and_paging(
         "changes",
         "request_id",
     }
-    for bad in ({"action": "x" * 70}, {"target_type": "User;--"}, {"actor_id": 0}, {"limit": 0}):
+    assert set(everything) == {"items", "total", "limit", "offset", "next_cursor"}
+    for bad in (
+        {"action": "x" * 70},
+        {"target_type": "User;--"},
+        {"actor_id": 0},
+        {"limit": 0},
+        {"offset": 10_001},
+        {"cursor": "not-a-cursor"},
+    ):
         assert (await client.get(LIST, params=bad, headers=headers)).status_code == 422, bad
 
 

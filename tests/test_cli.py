@@ -228,6 +228,32 @@ def test_migrate_autogenerates_a_revision(tmp_path: Path, sqlite_url: str) -> No
     assert {"users", "notes"} <= tables(sqlite_url)
 
 
+def test_migrate_on_a_database_behind_the_latest_revision(tmp_path: Path) -> None:
+    """Autogenerate needs the database at head: any database is refused in one line saying
+    what to run; the embedded development database is upgraded first instead."""
+    project = copy_project(tmp_path / "project")
+    behind = f"sqlite+aiosqlite:///{tmp_path / 'behind.db'}"
+    assert manage("upgrade", "0002", database_url=behind).returncode == 0
+    refused = manage("migrate", "-m", "too early", database_url=behind, cwd=project)
+    assert refused.returncode == 1
+    # After Alembic's own INFO lines (alembic.ini's logging), one line, and no traceback.
+    assert refused.stderr.splitlines()[-1] == (
+        "error: the database is not at the latest migration; "
+        "run: poetry run python manage.py upgrade (then migrate again)"
+    )
+    assert "Traceback" not in refused.stderr
+    assert not list((project / "alembic" / "versions").glob("*too_early*"))
+
+    fresh = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    result = manage(
+        "migrate", "-m", "first", database_url=fresh, cwd=project, APP_ENV="development"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "upgrading the development database to the latest migration first" in result.stdout
+    assert "security_stamp" in columns(fresh, "users")  # at head (0003)
+    assert len(list((project / "alembic" / "versions").glob("*_first.py"))) == 1
+
+
 @pytest.fixture
 def served(sqlite_url: str) -> Iterator[RunningServer]:
     assert manage("upgrade", database_url=sqlite_url).returncode == 0

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -209,15 +210,42 @@ async def make_users(settings: Settings) -> dict[str, str]:
     return tokens
 
 
+# `make lint` and the quick suite in the copy: minutes on a loaded 2-core machine.
+SUITE_TIMEOUT = 1500
+
+
+def clone_project(destination: Path) -> Path:
+    """The working tree as a commit of it would be (tracked and new files, not the ignored
+    ones), in a git repository of its own, using the project's `.venv` and `.tools` (linked, so
+    nothing is installed) and a copy of its mypy cache."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = PROJECT_ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is left out
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    for name in (".venv", ".tools"):
+        (destination / name).symlink_to(PROJECT_ROOT / name)
+    if (PROJECT_ROOT / ".mypy_cache").is_dir():
+        shutil.copytree(PROJECT_ROOT / ".mypy_cache", destination / ".mypy_cache")
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
+        subprocess.run([*git, *command], cwd=destination, check=True, capture_output=True)
+    return destination
+
+
 @pytest.mark.processes
-def test_generated_resource_migrates_serves_and_passes_lint_and_its_tests(
-    tmp_path: Path,
-) -> None:
-    project = copy_project(tmp_path / "project")
-    shutil.copytree(
-        PROJECT_ROOT / "tests", project / "tests", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+def test_generated_resource_passes_lint_and_the_whole_quick_suite(tmp_path: Path) -> None:
+    """The contract's steps in a copy of the project, with no hand edit: `new-resource`,
+    `migrate -m`, `upgrade`; the API serves it; then `make lint` and the whole quick suite
+    (`pytest -m "not processes"`, the generated tests among it) pass there. Nothing in the suite
+    or the docs may list the project's files or routes by hand."""
+    project = clone_project(tmp_path / "project")
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'api.db'}"
     env = {
         **{name: value for name, value in os.environ.items() if name != "DATABASE_URL"},
@@ -230,10 +258,18 @@ def test_generated_resource_migrates_serves_and_passes_lint_and_its_tests(
     run(project, env, python, "manage.py", "new-resource", "review", *fields)
     assert all((project / path).is_file() for path in GENERATED)
 
-    # mypy (strict) runs while the API is migrated and served: it is the slowest step.
-    mypy = subprocess.Popen(
-        [python, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy-cache"), *GENERATED]
-        + ["app/router.py", "app/errors.py", "app/models/__init__.py"],
+    with_db = {**env, "DATABASE_URL": database_url}
+    run(project, with_db, python, "manage.py", "upgrade")
+    run(project, with_db, python, "manage.py", "migrate", "-m", "add reviews")
+    revisions = list((project / "alembic" / "versions").glob("*_add_reviews.py"))
+    assert len(revisions) == 1
+    assert 'op.create_table(\n        "reviews",' in revisions[0].read_text()
+    run(project, with_db, python, "manage.py", "upgrade")
+
+    # `make lint` (ruff and mypy over the whole copy) runs while the API is served. `-o`: the
+    # linked .venv is installed; its stamp is older than the copied files, do not reinstall.
+    lint = subprocess.Popen(
+        ["make", "-s", "-o", ".venv/.installed", "lint"],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
@@ -241,29 +277,59 @@ def test_generated_resource_migrates_serves_and_passes_lint_and_its_tests(
         text=True,
     )
     try:
-        with_db = {**env, "DATABASE_URL": database_url}
-        run(project, with_db, python, "manage.py", "upgrade")
-        run(project, with_db, python, "manage.py", "migrate", "-m", "add reviews")
-        revisions = list((project / "alembic" / "versions").glob("*_add_reviews.py"))
-        assert len(revisions) == 1
-        assert 'op.create_table(\n        "reviews",' in revisions[0].read_text()
-        run(project, with_db, python, "manage.py", "upgrade")
-
         tokens = asyncio.run(make_users(make_settings(database_url)))
         check_the_api(project, database_url, tokens)
-
-        # The generated code and the generated revision pass lint with no hand edit.
-        run(project, env, python, "-m", "ruff", "check", ".")
-        run(project, env, python, "-m", "ruff", "format", "--check", ".")
-        output, _ = mypy.communicate(timeout=STEP_TIMEOUT)
-        assert mypy.returncode == 0, output
+        output, _ = lint.communicate(timeout=SUITE_TIMEOUT)
+        assert lint.returncode == 0, output
     finally:
-        if mypy.poll() is None:
-            mypy.kill()
-            mypy.wait()
+        if lint.poll() is None:
+            lint.kill()
+            lint.wait()
 
-    tests = run(project, env, python, "-m", "pytest", "-q", "-p", "no:cacheprovider", GENERATED[-1])
-    assert " passed" in tests.stdout and "failed" not in tests.stdout, tests.stdout
+    quick_suite = [python, "-m", "pytest", "-m", "not processes", "-q", "-p", "no:cacheprovider"]
+    first = run_tests(project, env, [*quick_suite, f"--junitxml={tmp_path / 'suite.xml'}"])
+    report = ElementTree.parse(tmp_path / "suite.xml").getroot()
+    failed = [node_id(case) for case in report.iter("testcase") if failing(case)]
+    if first.returncode != 0:
+        # The nested suite runs on a machine the outer one already loads: a test that timed out
+        # there (the fake Supabase not answering within its timeout) gets one more run; a real
+        # failure fails twice.
+        assert failed, f"{first.stdout[-6000:]}\n{first.stderr[-2000:]}"
+        again = run_tests(project, env, [*quick_suite, *failed])
+        assert again.returncode == 0, f"failed twice: {failed}\n{again.stdout[-6000:]}"
+    # The generated tests were part of it (and passed, the first time or the second).
+    generated = [
+        case
+        for case in report.iter("testcase")
+        if case.get("classname", "").startswith("tests.test_reviews_api")
+    ]
+    assert len(generated) > 20
+
+
+def run_tests(
+    project: Path, env: dict[str, str], command: list[str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUITE_TIMEOUT,
+        check=False,
+    )
+
+
+def failing(case: ElementTree.Element) -> bool:
+    return any(child.tag in {"failure", "error"} for child in case)
+
+
+def node_id(case: ElementTree.Element) -> str:
+    """pytest's id of a junit test case: `tests.test_x.TestY` and `test_z[p]` make
+    `tests/test_x.py::TestY::test_z[p]`."""
+    parts = case.get("classname", "").split(".")
+    split = next((i for i, part in enumerate(parts) if part[:1].isupper()), len(parts))
+    return "::".join(["/".join(parts[:split]) + ".py", *parts[split:], case.get("name", "")])
 
 
 def check_the_api(project: Path, database_url: str, tokens: dict[str, str]) -> None:

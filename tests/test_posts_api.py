@@ -136,7 +136,7 @@ async def test_list_filters_by_author_and_pages(
     ).json()
     assert past_the_end["items"] == [] and past_the_end["total"] == 5
     nobody = (await client.get(POSTS, params={"author_id": 2147483000}, headers=headers)).json()
-    assert nobody == {"items": [], "total": 0, "limit": 20, "offset": 0}
+    assert nobody == {"items": [], "total": 0, "limit": 20, "offset": 0, "next_cursor": None}
 
 
 async def test_every_page_is_its_slice_of_the_whole_list(

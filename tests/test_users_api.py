@@ -254,7 +254,7 @@ async def test_pagination(
     beyond = (await client.get(USERS, headers=auth(admin), params={"offset": 1000})).json()
     assert beyond["items"] == [] and beyond["total"] == 7
     default = (await client.get(USERS, headers=auth(admin))).json()
-    assert default["limit"] == 50 and len(default["items"]) == 7
+    assert default["limit"] == 20 and len(default["items"]) == 7
 
 
 async def test_every_page_is_its_slice_of_the_whole_list(

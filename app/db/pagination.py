@@ -1,31 +1,238 @@
-"""One page of a query's rows, and how many rows the query has in all."""
+"""Pages of a list: by keyset (`cursor`) or by `offset`, with a bounded `total`.
+
+Every list of the API pages through `paginate`; a route takes `PageParamsDep`
+(`app/dependencies.py`) and hands the `PageParams` to its service:
+
+    async def list_posts(session, page: PageParams, *, author_id=None) -> Page[Post]:
+        statement = select(Post)  # the filters as WHERE clauses; no ORDER BY, no LIMIT
+        if author_id is not None:
+            statement = statement.where(Post.author_id == author_id)
+        return await paginate(session, statement, order=Post.newest_first(), params=page)
+
+Why keyset: a page reached by cursor is `WHERE (created_at, id) < (:last_created_at, :last_id)
+ORDER BY created_at DESC, id DESC LIMIT n`, one index range scan however deep it is, and a walk
+that follows `next_cursor` sees every row that existed when it began exactly once, whatever is
+inserted or deleted meanwhile. `OFFSET n` reads and drops n rows, so it is capped (`MAX_OFFSET`).
+
+`order` lists the columns the list is ordered by, each `column`, `column.asc()` or
+`column.desc()`; the last one must be the primary key, so that the order is total. Give an index
+whose columns are the filter's then the order's (see `Post`'s), or deep pages scan.
+
+`total` counts at most `MAX_TOTAL + 1` rows of the filter: exact up to `MAX_TOTAL`, `None`
+above, so no request counts a whole large table.
+
+A cursor is opaque to clients: base64url of an HMAC (a key derived from the API's token key)
+over the list it belongs to (`PageParams.scope`: the path and the filters), the number of rows
+before the page, and the last row's values of the order's columns. A cursor that is malformed,
+altered, or from another list or filter is refused as `InvalidPageRequest` (a 422 naming the
+parameter, `app/exception_handlers.py`).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 RowT = TypeVar("RowT")
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_OFFSET = 10_000
+MAX_TOTAL = 10_000
+MAX_CURSOR_LENGTH = 200
+
+# What an order is: `(Post.created_at.desc(), Post.id.desc())`, `(User.id,)`.
+Order = Sequence[ColumnElement[Any]]
+
+_MAC_BYTES = 16  # 128 bits of HMAC-SHA256: cannot be guessed, keeps cursors short
+
+
+class InvalidPageRequest(ValueError):
+    """A page that cannot be served from these parameters: answered as a 422 for `parameter`."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
+
+
+def cursor_key(secret: str) -> bytes:
+    """The key cursors are signed with, derived from the API's token key (`JWT_SECRET_KEY`), so
+    that a cursor's MAC says nothing about the token key, and no other setting is needed."""
+    return hmac.new(secret.encode(), b"megapolis-api list cursors v1", hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class PageParams:
+    """Which page of a list to serve: `limit` rows after `cursor` (the `next_cursor` of the page
+    before), or from `offset`. `scope` names the list and its filters (a cursor only works
+    where it was made); `key` signs cursors (`cursor_key`). Routes get it from `PageParamsDep`;
+    a script builds it itself: `PageParams(key=cursor_key(settings.jwt_secret), limit=10)`."""
+
+    key: bytes
+    limit: int = DEFAULT_LIMIT
+    offset: int | None = None
+    cursor: str | None = None
+    scope: str = ""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise InvalidPageRequest("limit", f"limit must be between 1 and {MAX_LIMIT}")
+        if self.offset is not None and not 0 <= self.offset <= MAX_OFFSET:
+            raise InvalidPageRequest(
+                "offset", f"offset must be between 0 and {MAX_OFFSET}; use cursor to go deeper"
+            )
+        if self.offset is not None and self.cursor is not None:
+            raise InvalidPageRequest(
+                "cursor", "give either cursor or offset, not both (a cursor knows its position)"
+            )
 
 
 @dataclass(frozen=True)
 class Page(Generic[RowT]):
     items: Sequence[RowT]
-    total: int
+    total: int | None  # None: more than MAX_TOTAL
     limit: int
-    offset: int
+    offset: int  # rows before this page (for a cursor page, when its cursor was made)
+    next_cursor: str | None  # None: this is the last page
 
 
 async def paginate(
-    session: AsyncSession, statement: Select[tuple[RowT]], *, limit: int, offset: int
+    session: AsyncSession, statement: Select[tuple[RowT]], *, order: Order, params: PageParams
 ) -> Page[RowT]:
-    """`limit` rows of `statement` from `offset`, and the count of all its rows (its ORDER BY
-    dropped for the count)."""
-    counted: Select[Any] = select(func.count()).select_from(statement.order_by(None).subquery())
-    total = await session.scalar(counted)
-    items = await session.scalars(statement.limit(limit).offset(offset))
-    return Page(items=items.all(), total=int(total or 0), limit=limit, offset=offset)
+    """The page `params` asks for of `statement` (its rows filtered, not ordered nor limited),
+    in `order`."""
+    columns = [_order_column(expression) for expression in order]
+    if not columns or not columns[-1][0].primary_key:
+        raise ValueError("a page order must end with the primary key (so that it is total)")
+    keys = [column for column, _ in columns]
+    ordered = statement.add_columns(*keys).order_by(*order)
+    position = params.offset or 0
+    if params.cursor is not None:
+        position, after = _decode(params, len(keys))
+        ordered = ordered.where(_after(columns, after))
+    elif position:
+        ordered = ordered.offset(position)
+    rows = (await session.execute(ordered.limit(params.limit + 1))).all()
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    items: list[RowT] = [row[0] for row in rows]
+    total: int | None
+    if params.cursor is None and not more and (rows or not position):
+        counted = position + len(rows)  # the last page by offset: nothing to count
+        total = counted if counted <= MAX_TOTAL else None
+    else:
+        total = await _bounded_count(session, statement, keys[-1])
+    next_cursor = None
+    if more:
+        last = tuple(rows[-1][1:])
+        next_cursor = _encode(params, position + len(rows), last)
+    return Page(items, total, params.limit, position, next_cursor)
+
+
+def _order_column(expression: ColumnElement[Any]) -> tuple[ColumnElement[Any], bool]:
+    """The column of an order term, and whether it is descending."""
+    if isinstance(expression, UnaryExpression):
+        if expression.modifier is operators.desc_op:
+            return expression.element, True
+        if expression.modifier is operators.asc_op:
+            return expression.element, False
+        raise ValueError(f"unsupported order term: {expression}")
+    return expression, False
+
+
+def _after(columns: list[tuple[ColumnElement[Any], bool]], values: list[Any]) -> Any:
+    """Rows strictly after `values` in the order: one row comparison when every column goes the
+    same way (an index range scan on PostgreSQL and SQLite); else its expansion."""
+    bound = [
+        literal(value, column.type) for (column, _), value in zip(columns, values, strict=True)
+    ]
+    descending = {desc for _, desc in columns}
+    if len(descending) == 1:
+        keys, marks = tuple_(*(c for c, _ in columns)), tuple_(*bound)
+        return keys < marks if descending == {True} else keys > marks
+    clauses = []
+    for index, (column, desc) in enumerate(columns):
+        equal = [columns[i][0] == bound[i] for i in range(index)]
+        beyond = column < bound[index] if desc else column > bound[index]
+        clauses.append(and_(*equal, beyond))
+    return or_(*clauses)
+
+
+async def _bounded_count(
+    session: AsyncSession, statement: Select[Any], key: ColumnElement[Any]
+) -> int | None:
+    """How many rows `statement` has, if at most MAX_TOTAL: `SELECT count(*) FROM (SELECT id
+    ... LIMIT MAX_TOTAL + 1)` reads at most that many index entries."""
+    rows = statement.with_only_columns(key, maintain_column_froms=True).order_by(None)
+    counted = select(func.count()).select_from(rows.limit(MAX_TOTAL + 1).subquery())
+    total = int(await session.scalar(counted) or 0)
+    return total if total <= MAX_TOTAL else None
+
+
+# --- cursors --------------------------------------------------------------------------------
+
+
+def _encode(params: PageParams, position: int, values: tuple[Any, ...]) -> str:
+    body = json.dumps([position, [_to_json(value) for value in values]], separators=(",", ":"))
+    payload = body.encode()
+    cursor = base64.urlsafe_b64encode(_mac(params, payload) + payload).rstrip(b"=").decode()
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise ValueError("a cursor would be too long: order lists by short columns")
+    return cursor
+
+
+def _decode(params: PageParams, size: int) -> tuple[int, list[Any]]:
+    assert params.cursor is not None
+    invalid = InvalidPageRequest(
+        "cursor",
+        "not a cursor of this list with these filters (or altered): "
+        "use the next_cursor of the page before, with the same filters",
+    )
+    text = params.cursor
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise invalid from exc
+    mac, payload = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
+    if not hmac.compare_digest(mac, _mac(params, payload)):
+        raise invalid
+    try:
+        position, values = json.loads(payload)
+        decoded = [_from_json(value) for value in values]
+    except (ValueError, TypeError, KeyError) as exc:  # signed by us: only if the format changed
+        raise invalid from exc
+    if not isinstance(position, int) or position < 0 or len(decoded) != size:
+        raise invalid
+    return position, decoded
+
+
+def _mac(params: PageParams, payload: bytes) -> bytes:
+    message = params.scope.encode() + b"\0" + payload
+    return hmac.new(params.key, message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"t": value.isoformat()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot put a {type(value).__name__} in a cursor")
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return datetime.fromisoformat(value["t"])
+    return value

@@ -15,6 +15,7 @@ from sqlalchemy import JSON, Index, Integer, Select, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, UTCDateTime, utc_now
+from app.db.pagination import Order
 
 ACTORS = ("user", "superuser", "webhook", "sync", "cli")
 
@@ -41,7 +42,7 @@ class AuditEvent(Base):
         return f"<AuditEvent id={self.id!r} action={self.action!r}>"
 
     @classmethod
-    def newest_first(
+    def listed(
         cls,
         *,
         target_type: str | None = None,
@@ -49,8 +50,8 @@ class AuditEvent(Base):
         actor_id: int | None = None,
         action: str | None = None,
     ) -> Select[tuple[AuditEvent]]:
-        """The events matching every filter given, newest first (ids grow with time)."""
-        statement = select(cls).order_by(cls.id.desc())
+        """The events matching every filter given (`paginate` orders and pages them)."""
+        statement = select(cls)
         if target_type is not None:
             statement = statement.where(cls.target_type == target_type)
         if target_id is not None:
@@ -61,8 +62,14 @@ class AuditEvent(Base):
             statement = statement.where(cls.action == action)
         return statement
 
+    @classmethod
+    def list_order(cls) -> Order:
+        """Newest first: ids grow with time, and the id is the key."""
+        return (cls.id.desc(),)
 
-# One index per filter of the list, each ending in `id` so a filtered page is read in order.
+
+# One index per filter of the list, each ending in `id`, so a filtered page (by cursor too) is one
+# range of an index, read in order.
 Index("ix_audit_events_target", AuditEvent.target_type, AuditEvent.target_id, AuditEvent.id)
 Index("ix_audit_events_actor_id", AuditEvent.actor_id, AuditEvent.id)
 Index("ix_audit_events_action", AuditEvent.action, AuditEvent.id)

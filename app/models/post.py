@@ -4,6 +4,7 @@ from sqlalchemy import ForeignKey, Index, Select, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, CRUDMixin, TimestampMixin
+from app.db.pagination import Order
 from app.fields import TITLE_MAX_LENGTH
 
 
@@ -25,14 +26,19 @@ class Post(CRUDMixin, TimestampMixin, Base):
         return self.author_id
 
     @classmethod
-    def newest_first(cls, *, author_id: int | None = None) -> Select[tuple[Post]]:
-        """Posts (of one author, when given), newest first: the order of the posts list."""
-        statement = select(cls).order_by(cls.created_at.desc(), cls.id.desc())
+    def listed(cls, *, author_id: int | None = None) -> Select[tuple[Post]]:
+        """The posts a list shows: all, or one author's (`paginate` orders and pages them)."""
+        statement = select(cls)
         if author_id is not None:
             statement = statement.where(cls.author_id == author_id)
         return statement
 
+    @classmethod
+    def list_order(cls) -> Order:
+        """The order of the posts list: newest first, then by id (the last term: the key)."""
+        return (cls.created_at.desc(), cls.id.desc())
 
-# One index for each order the list serves: everyone's newest first, and one author's.
+
+# One index for each list `listed` gives, in `list_order`: everyone's, and one author's.
 Index("ix_posts_newest", Post.created_at.desc(), Post.id.desc())
 Index("ix_posts_author_newest", Post.author_id, Post.created_at.desc(), Post.id.desc())

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, CRUDMixin, TimestampMixin, UTCDateTime
+from app.db.pagination import Order
 from app.fields import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH, canonical_email
 
 SECURITY_STAMP_LENGTH = 32
@@ -42,6 +43,12 @@ class User(CRUDMixin, TimestampMixin, Base):
     def __repr__(self) -> str:
         return f"<User id={self.id!r}>"
 
+    @property
+    def owner_id(self) -> int:
+        """Who may change this record (with superusers): the user itself. See
+        `app/dependencies.py`."""
+        return self.id
+
     def revoke_tokens(self) -> None:
         """Revoke every API token issued so far (flushed with the next flush)."""
         self.security_stamp = new_security_stamp()
@@ -61,6 +68,11 @@ class User(CRUDMixin, TimestampMixin, Base):
         return result.scalar_one_or_none()
 
     @classmethod
-    def ordered(cls) -> Select[tuple[User]]:
-        """Every user, oldest first: the order of the users list."""
-        return select(cls).order_by(cls.id)
+    def listed(cls) -> Select[tuple[User]]:
+        """The users a list shows: all (`paginate` orders and pages them)."""
+        return select(cls)
+
+    @classmethod
+    def list_order(cls) -> Order:
+        """The order of the users list: by id, oldest first (the primary key's index)."""
+        return (cls.id.asc(),)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.db.pagination import Page
-from app.dependencies import ReadSessionDep, Superuser
+from app.dependencies import PageParamsDep, ReadSessionDep, Superuser
 from app.fields import MAX_INT_ID
 from app.models.audit_event import AuditEvent
 from app.schemas.audit_event import AuditEventPage
@@ -24,8 +24,7 @@ Id = Annotated[int | None, Query(ge=1, le=MAX_INT_ID)]
 async def list_audit_events(
     session: ReadSessionDep,
     _: Superuser,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_INT_ID)] = 0,
+    page: PageParamsDep,
     target_type: Annotated[
         str | None,
         Query(max_length=64, pattern=r"^[a-z][a-z0-9_]*$", description="`user`, `post`, ..."),
@@ -41,11 +40,11 @@ async def list_audit_events(
         ),
     ] = None,
 ) -> Page[AuditEvent]:
-    """The audit log, newest first, filtered by every parameter given (superuser only)."""
+    """The audit log, newest first, filtered by every parameter given (superuser only); paged
+    like every list (`limit`, and `cursor` or `offset`)."""
     return await AuditService.list_events(
         session,
-        limit=limit,
-        offset=offset,
+        page,
         target_type=target_type,
         target_id=target_id,
         actor_id=actor_id,

@@ -17,6 +17,7 @@ READINESS_TIMEOUT_SECONDS = 3.0
 
 @router.get("/")
 async def hello() -> dict[str, str]:
+    """A greeting: the API answers."""
     return {"message": "Hello, world!"}
 
 

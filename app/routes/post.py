@@ -5,7 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.db.pagination import Page
-from app.dependencies import CurrentUser, ReadSessionDep, SessionDep, owner_or_superuser
+from app.dependencies import (
+    CurrentUser,
+    PageParamsDep,
+    ReadSessionDep,
+    SessionDep,
+    owner_or_superuser,
+)
 from app.fields import MAX_INT_ID
 from app.models.post import Post
 from app.schemas.errors import BODY_ERRORS, responses
@@ -42,14 +48,13 @@ async def create_post(data: PostCreateRequest, session: SessionDep, author: Curr
 async def list_posts(
     session: ReadSessionDep,
     _: CurrentUser,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=MAX_INT_ID)] = 0,
+    page: PageParamsDep,
     author_id: Annotated[
         int | None, Query(ge=1, le=MAX_INT_ID, description="Only this author's posts")
     ] = None,
 ) -> Page[Post]:
     """List posts, newest first."""
-    return await PostService.list_posts(session, limit=limit, offset=offset, author_id=author_id)
+    return await PostService.list_posts(session, page, author_id=author_id)
 
 
 @router.get("/{post_id}", response_model=PostResponse, responses=responses(404))

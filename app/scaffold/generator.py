@@ -115,7 +115,10 @@ def render(template: str, resource: Resource) -> str:
 def context(resource: Resource) -> dict[str, Any]:
     field_types = [field.type for field in resource.fields]
     sqlalchemy_names = {"ForeignKey", "Index", "Select", "select"}
-    model_imports: dict[str, set[str]] = {"app.db.base": {"Base", "CRUDMixin", "TimestampMixin"}}
+    model_imports: dict[str, set[str]] = {
+        "app.db.base": {"Base", "CRUDMixin", "TimestampMixin"},
+        "app.db.pagination": {"Order"},
+    }
     for field_type in field_types:
         sqlalchemy_names.update(field_type.sqlalchemy_names)
         for module, name in field_type.model_names:

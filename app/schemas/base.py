@@ -31,6 +31,11 @@ class Page(Schema, Generic[ItemT]):
     """One page of a list (services return `app.db.pagination.Page`, read by attributes)."""
 
     items: list[ItemT]
-    total: int
+    total: int | None = Field(
+        description="How many rows the list's filters match: exact up to 10,000, null above"
+    )
     limit: int
-    offset: int
+    offset: int = Field(description="How many rows come before this page")
+    next_cursor: str | None = Field(
+        description="Pass it as `cursor` for the next page; null on the last page"
+    )

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.pagination import Page, paginate
+from app.db.pagination import Page, PageParams, paginate
 from app.logging import request_log_context
 from app.models.audit_event import AuditEvent
 from app.models.user import User
@@ -125,18 +125,17 @@ class AuditService:
     @staticmethod
     async def list_events(
         session: AsyncSession,
+        page: PageParams,
         *,
-        limit: int,
-        offset: int,
         target_type: str | None = None,
         target_id: int | None = None,
         actor_id: int | None = None,
         action: str | None = None,
     ) -> Page[AuditEvent]:
-        statement = AuditEvent.newest_first(
+        statement = AuditEvent.listed(
             target_type=target_type, target_id=target_id, actor_id=actor_id, action=action
         )
-        return await paginate(session, statement, limit=limit, offset=offset)
+        return await paginate(session, statement, order=AuditEvent.list_order(), params=page)
 
     @staticmethod
     async def latest(

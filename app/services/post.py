@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.pagination import Page, paginate
+from app.db.pagination import Page, PageParams, paginate
 from app.errors import PostNotFound
 from app.models.post import Post
 from app.models.user import User
@@ -24,10 +24,10 @@ class PostService:
 
     @staticmethod
     async def list_posts(
-        session: AsyncSession, *, limit: int, offset: int, author_id: int | None = None
+        session: AsyncSession, page: PageParams, *, author_id: int | None = None
     ) -> Page[Post]:
-        statement = Post.newest_first(author_id=author_id)
-        return await paginate(session, statement, limit=limit, offset=offset)
+        statement = Post.listed(author_id=author_id)
+        return await paginate(session, statement, order=Post.list_order(), params=page)
 
     @staticmethod
     async def get_post(session: AsyncSession, post_id: int) -> Post:

@@ -1,15 +1,17 @@
-"""The rules about users: who may do what, duplicates, missing rows, when tokens are revoked.
-Each public method is one use case and owns its transaction (it commits). Like every service,
-it returns models (one, or a `Page` of them); the route's response schema serializes them.
-Every change takes the `Actor` making it and is audited in the same transaction
-(app/services/audit.py); the API, the admin site and the CLI all change users through here."""
+"""The rules about users: which fields need a superuser, duplicates, missing rows, when tokens are
+revoked. Each public method is one use case and owns its transaction (it commits). Like every
+service, it returns models (one, or a `Page` of them); the route's response schema serializes
+them. Which record a caller may touch (itself, or any for a superuser) is checked before these
+run, by the route's `owner_or_superuser` dependency, as for every resource. Every change takes
+the `Actor` making it and is audited in the same transaction (app/services/audit.py); the API,
+the admin site and the CLI all change users through here."""
 
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.pagination import Page, paginate
+from app.db.pagination import Page, PageParams, paginate
 from app.errors import EmailAlreadyRegistered, PermissionDenied, UserNotFound
 from app.models.user import User
 from app.schemas.user import UserCreateRequest, UserUpdateRequest
@@ -39,8 +41,8 @@ class UserService:
         return user
 
     @staticmethod
-    async def list_users(session: AsyncSession, *, limit: int, offset: int) -> Page[User]:
-        return await paginate(session, User.ordered(), limit=limit, offset=offset)
+    async def list_users(session: AsyncSession, page: PageParams) -> Page[User]:
+        return await paginate(session, User.listed(), order=User.list_order(), params=page)
 
     @staticmethod
     async def find_user(session: AsyncSession, user_id: int) -> User:
@@ -48,16 +50,6 @@ class UserService:
         if user is None:
             raise UserNotFound()
         return user
-
-    @staticmethod
-    async def get_user(session: AsyncSession, actor: User, user_id: int) -> User:
-        """A user record the actor may see. Permission is checked before existence, so other
-        users' ids reveal nothing to a non-superuser."""
-        if actor.id == user_id:
-            return actor
-        if not actor.is_superuser:
-            raise PermissionDenied("You can only access your own user record")
-        return await UserService.find_user(session, user_id)
 
     @staticmethod
     async def update_user(
