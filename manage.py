@@ -32,7 +32,7 @@ from app.models.user import User
 from app.observability.json_logs import uvicorn_log_config
 from app.observability.multiprocess import shared_metrics_directory
 from app.schemas.user import UserCreateRequest, UserUpdateRequest
-from app.services.audit import CLI, AuditService
+from app.services.audit_event import CLI, AuditEventService
 from app.services.supabase_sync import SupabaseSync, SyncTotals, TooManyDeactivations
 from app.services.user import UserService
 from app.supabase.admin import DEFAULT_PER_PAGE, MAX_PER_PAGE, SupabaseAdmin, SupabaseAdminError
@@ -302,7 +302,7 @@ async def latest_events(email: str | None, limit: int) -> list[AuditEvent]:
             if user is None:
                 raise CLIError(f"no user with email {email!r}")
             user_id = user.id
-        return await AuditService.latest(session, limit=limit, user_id=user_id)
+        return await AuditEventService.latest(session, limit=limit, user_id=user_id)
 
 
 def describe_event(event: AuditEvent) -> str:

@@ -21,7 +21,7 @@ from app.models.audit_event import AuditEvent
 from app.models.post import Post
 from app.models.user import User
 from app.schemas.user import UserUpdateRequest
-from app.services.audit import Actor
+from app.services.audit_event import Actor
 from app.services.post import PostService
 from app.services.user import UserService
 

@@ -1,6 +1,6 @@
 """The audit log: one row per change to an account or a post made by someone other than its
 owner (a superuser, the Supabase webhook, `sync-supabase`, the CLI). Rows are written by
-`app/services/audit.py`, in the transaction of the change they record, and never changed.
+`app/services/audit_event.py`, in the transaction of the change they record, and never changed.
 
 `actor_id` and `target_id` are plain integers, not foreign keys: the trace must outlive the
 accounts and posts it names (deleting a user keeps the rows about them, and those by them).
@@ -14,13 +14,13 @@ from typing import Any
 from sqlalchemy import JSON, Index, Integer, Select, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, UTCDateTime, utc_now
+from app.db.base import Base, CRUDMixin, UTCDateTime, utc_now
 from app.db.pagination import Order
 
 ACTORS = ("user", "superuser", "webhook", "sync", "cli")
 
 
-class AuditEvent(Base):
+class AuditEvent(CRUDMixin, Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,5 +1,5 @@
 """`GET /api/v1/audit-events/`: the audit log, for superusers. Append-only: no route writes it
-(the services do, with each change; app/services/audit.py), so any other method answers 405."""
+(the services do, with each change: app/services/audit_event.py); other methods answer 405."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from app.db.pagination import Page
 from app.dependencies import PageParamsDep, ReadSessionDep, Superuser
 from app.fields import MAX_INT_ID
 from app.models.audit_event import AuditEvent
-from app.schemas.audit_event import AuditEventPage
+from app.schemas.audit_event import AuditEventListRequest, AuditEventPage
 from app.schemas.errors import responses
-from app.services.audit import AuditService
+from app.services.audit_event import AuditEventService
 
 router = APIRouter(prefix="/audit-events", tags=["audit"], responses=responses(401, 503))
 
@@ -42,11 +42,7 @@ async def list_audit_events(
 ) -> Page[AuditEvent]:
     """The audit log, newest first, filtered by every parameter given (superuser only); paged
     like every list (`limit`, and `cursor` or `offset`)."""
-    return await AuditService.list_events(
-        session,
-        page,
-        target_type=target_type,
-        target_id=target_id,
-        actor_id=actor_id,
-        action=action,
+    filters = AuditEventListRequest(
+        target_type=target_type, target_id=target_id, actor_id=actor_id, action=action
     )
+    return await AuditEventService.list_events(session, page, filters)

@@ -16,7 +16,7 @@ from app.logging import identify_user
 from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.errors import responses
 from app.schemas.user import CurrentUserResponse, UserSummary
-from app.services.audit import Actor
+from app.services.audit_event import Actor
 from app.services.auth import AuthService
 from app.services.user import UserService
 

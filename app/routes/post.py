@@ -16,7 +16,7 @@ from app.fields import MAX_INT_ID
 from app.models.post import Post
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.post import PostCreateRequest, PostPage, PostResponse, PostUpdateRequest
-from app.services.audit import Actor
+from app.services.audit_event import Actor
 from app.services.post import PostService
 
 router = APIRouter(prefix="/posts", tags=["posts"], responses=responses(401, 503))

@@ -18,7 +18,7 @@ from app.dependencies import SessionDep
 from app.errors import NotAuthenticated, NotFound
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.supabase_webhook import SupabaseUserEvent
-from app.services.audit import WEBHOOK
+from app.services.audit_event import WEBHOOK
 from app.services.supabase_sync import SupabaseSync
 
 

@@ -19,7 +19,7 @@ from app.fields import MAX_INT_ID
 from app.models.user import User
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.user import UserCreateRequest, UserPage, UserResponse, UserUpdateRequest
-from app.services.audit import Actor
+from app.services.audit_event import Actor
 from app.services.user import UserService
 
 router = APIRouter(prefix="/users", tags=["users"], responses=responses(401, 503))

@@ -3,7 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from app.schemas.base import Page, Schema
+from app.schemas.base import Page, RequestSchema, Schema
+
+
+class AuditEventListRequest(RequestSchema):
+    """The list's filters (each optional; all given must match). The route checks each query
+    parameter's shape; the service takes them as one value."""
+
+    target_type: str | None = None
+    target_id: int | None = None
+    actor_id: int | None = None
+    action: str | None = None
 
 
 class AuditEventResponse(Schema):

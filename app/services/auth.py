@@ -24,7 +24,7 @@ from app.models.user import User
 from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.user import UserSummary
 from app.security import issue_token
-from app.services.audit import Actor, record
+from app.services.audit_event import Actor, record
 from app.supabase.client import SupabaseAuth
 from app.supabase.identity import SupabaseIdentity, is_usable_email
 

@@ -1,7 +1,7 @@
 """The rules about posts. Each public method is one use case and owns its transaction (it
 commits); it returns models (one, or a `Page` of them). Who may change a post is checked before
 these run, by the route's `EditablePost` dependency (the author, or a superuser); a change by
-anyone but the author is audited in the same transaction (app/services/audit.py)."""
+anyone but the author is audited in the same transaction (app/services/audit_event.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from app.errors import PostNotFound
 from app.models.post import Post
 from app.models.user import User
 from app.schemas.post import PostCreateRequest, PostUpdateRequest
-from app.services.audit import Actor, Changes, diff, record
+from app.services.audit_event import Actor, Changes, diff, record
 
 
 class PostService:

@@ -21,7 +21,7 @@ Both are idempotent: a deleted user's account is unlinked (found no more), a ban
 email taken is the local one. Each account's changes are one transaction, made through
 functions that take the session. Lines name users by id, never by email.
 
-Each change is audited in its transaction (app/services/audit.py), as made by `webhook` or
+Each change is audited in its transaction (app/services/audit_event.py), as made by `webhook` or
 `sync`: a Supabase deletion is `user.deactivate`, a ban `user.revoke_tokens`, a new email
 `user.update`.
 """
@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.user import User
 from app.schemas.supabase_webhook import AuthUserRecord, SupabaseUserEvent
-from app.services.audit import SYNC, Actor, Changes, plain, record
+from app.services.audit_event import SYNC, Actor, Changes, plain, record
 from app.supabase.identity import is_usable_email, supabase_email
 
 logger = logging.getLogger("app.supabase")

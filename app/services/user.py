@@ -3,7 +3,7 @@ revoked. Each public method is one use case and owns its transaction (it commits
 service, it returns models (one, or a `Page` of them); the route's response schema serializes
 them. Which record a caller may touch (itself, or any for a superuser) is checked before these
 run, by the route's `owner_or_superuser` dependency, as for every resource. Every change takes
-the `Actor` making it and is audited in the same transaction (app/services/audit.py); the API,
+the `Actor` making it and is audited in the same transaction (app/services/audit_event.py); the API,
 the admin site and the CLI all change users through here."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from app.db.pagination import Page, PageParams, paginate
 from app.errors import EmailAlreadyRegistered, PermissionDenied, UserNotFound
 from app.models.user import User
 from app.schemas.user import UserCreateRequest, UserUpdateRequest
-from app.services.audit import Actor, diff, record, record_user_update
+from app.services.audit_event import Actor, diff, record, record_user_update
 
 # Fields only a superuser may change, on any record. The email is one of them: it is what links
 # an account to a Supabase sign-in (a user who could set any address would be linked to, or

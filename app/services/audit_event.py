@@ -5,7 +5,7 @@ route, the admin site, the webhook, `sync-supabase` or the CLI says who it is; n
 and calls `record` before it commits: the row is part of the change's transaction, so a change
 is never without its trace, nor a trace without its change. Changes an owner makes to what is
 their own (a user renaming themselves, an author editing their post, a sign-out) are not
-recorded. Reading the log: `AuditService.list_events` (the API) and `manage.py audit`.
+recorded. Reading the log: `AuditEventService.list_events` (the API) and `manage.py audit`.
 
 What a row may hold: ids, the action, and the old and new values of the fields that changed.
 Never a token, a key, a password or a security stamp: `record` leaves out any field named like
@@ -26,6 +26,7 @@ from app.db.pagination import Page, PageParams, paginate
 from app.logging import request_log_context
 from app.models.audit_event import AuditEvent
 from app.models.user import User
+from app.schemas.audit_event import AuditEventListRequest
 
 ActorKind = Literal["user", "superuser", "webhook", "sync", "cli"]
 Changes = dict[str, list[Any]]
@@ -121,20 +122,12 @@ def record_user_update(session: AsyncSession, actor: Actor, user: User, changes:
         record(session, actor, "user.update", "user", user.id, changes, owner_id=user.id)
 
 
-class AuditService:
+class AuditEventService:
     @staticmethod
     async def list_events(
-        session: AsyncSession,
-        page: PageParams,
-        *,
-        target_type: str | None = None,
-        target_id: int | None = None,
-        actor_id: int | None = None,
-        action: str | None = None,
+        session: AsyncSession, page: PageParams, filters: AuditEventListRequest
     ) -> Page[AuditEvent]:
-        statement = AuditEvent.listed(
-            target_type=target_type, target_id=target_id, actor_id=actor_id, action=action
-        )
+        statement = AuditEvent.listed(**filters.model_dump())
         return await paginate(session, statement, order=AuditEvent.list_order(), params=page)
 
     @staticmethod
