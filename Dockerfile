@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Megapolis API image: `docker compose up -d --build` (see docker-compose.yml and README.md).
+# Megapolis API image: `docker compose up -d --build` (see docker-compose.yml and docs/deployment.md).
 #   docker build -t megapolis-api .
 #   docker build --build-arg PIP_INDEX_URL=https://mirror.example/simple -t megapolis-api .
 

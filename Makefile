@@ -19,7 +19,7 @@ export POETRY_PYPI_MIRROR_URL ?= $(PIP_INDEX)
 export POETRY_VIRTUALENVS_IN_PROJECT := true
 export POETRY_NO_INTERACTION := 1
 
-.PHONY: install run test test-quick lint format bench clean help
+.PHONY: install run test test-quick lint format bench clean help client client-install client-test e2e
 
 help:
 	@echo "make run     install what is missing, upgrade the database, serve on http://$(HOST):$(PORT)"
@@ -30,7 +30,12 @@ help:
 	@echo "make format  let ruff fix what it can and format the code"
 	@echo "make clean   remove .venv, .tools and the tools' caches"
 	@echo "make bench   benchmark against same-work FastAPI + asyncpg references (needs wrk and PostgreSQL)"
+	@echo "             its options: make bench BENCH_ARGS=--help, e.g. make bench BENCH_ARGS=\"--rounds 1\""
 	@echo "make compose-check  build the image, run and check the Compose stack (root, shared tool)"
+	@echo "make client  regenerate the TypeScript client (clients/typescript/) from the API's schema"
+	@echo "make client-test  the client's own tests (npm test) against a real API and the fake Supabase"
+	@echo "make client-install  npm ci in clients/typescript/ (the others run it when needed)"
+	@echo "make e2e     the example web app (examples/web/) in headless Chromium (Playwright, e2e/)"
 
 $(POETRY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (found " + sys.version.split()[0] + ")")'
@@ -46,14 +51,16 @@ $(STAMP): $(POETRY) pyproject.toml poetry.lock
 
 install: $(STAMP)
 
+# A database that is not there yet does not stop the start (/readyz answers 503 until it is);
+# one that can never work with these settings, or a failing migration, does.
 run: $(STAMP)
-	$(POETRY) run python manage.py upgrade
+	$(POETRY) run python manage.py upgrade --skip-if-unavailable
 	$(POETRY) run python manage.py run --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(POETRY) run pytest $(PYTEST_ARGS)
 
-# The edit-test loop: everything but the tests marked `processes` (README, Testing).
+# The edit-test loop: everything but the tests marked `processes` (docs/development.md, Tests).
 test-quick: $(STAMP)
 	$(POETRY) run pytest -m "not processes" $(PYTEST_ARGS)
 
@@ -75,5 +82,32 @@ bench: $(STAMP)
 compose-check:
 	@docker/compose-check.sh
 
+# --- The front door: the TypeScript client, the example web app and its browser tests ----------
+# Node 20.19+ and npm; `npm ci` installs each package's locked dependencies (once, again when its
+# lockfile changes). No browser is downloaded: the browser tests use Debian's chromium.
+NPM_CI := PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+CLIENT_DIR := clients/typescript
+NODE_PACKAGES := $(CLIENT_DIR) examples/web e2e
+CHROMIUM ?= /usr/bin/chromium
+
+%/node_modules/.package-lock.json: %/package-lock.json
+	cd $* && $(NPM_CI)
+
+client-install: $(CLIENT_DIR)/node_modules/.package-lock.json
+
+# The schema as create_app() makes it (no server, no .env), then the generator pinned in
+# clients/typescript/package.json; tests/test_typescript_client.py fails until both are committed.
+client: $(STAMP) client-install
+	$(POETRY) run python scripts/dump_openapi.py $(CLIENT_DIR)/openapi.json
+	cd $(CLIENT_DIR) && npm run -s generate
+
+client-test: $(STAMP) client-install
+	cd $(CLIENT_DIR) && MEGAPOLIS_PYTHON=$(CURDIR)/.venv/bin/python npm test
+
+e2e: $(STAMP) $(addsuffix /node_modules/.package-lock.json,$(NODE_PACKAGES))
+	@test -x $(CHROMIUM) || { echo "e2e needs Chromium at $(CHROMIUM): apt-get install -y chromium (or CHROMIUM=/path)"; exit 1; }
+	cd examples/web && npm run -s typecheck
+	cd e2e && MEGAPOLIS_PYTHON=$(CURDIR)/.venv/bin/python CHROMIUM=$(CHROMIUM) npm test
+
 clean:
-	rm -rf .venv $(TOOLS_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv $(TOOLS_DIR) .pytest_cache .mypy_cache .ruff_cache $(addsuffix /node_modules,$(NODE_PACKAGES))

@@ -140,17 +140,24 @@ def check_database_at_start(settings: Settings) -> None:
     missing database or role, TLS refused…); start anyway when it is only not there yet
     (refused, unresolved, timed out, starting up): /readyz answers 503 until it is, and
     orchestrators (Compose, Kubernetes) rely on a server that waits rather than exits."""
+    not_yet = database_not_yet_available(settings)
+    if not_yet is not None:
+        warn(f"{not_yet}; serving anyway, /readyz answers 503 until it is")
+
+
+def database_not_yet_available(settings: Settings) -> str | None:
+    """None when the database answers; a CLIError when it can never work with these settings;
+    else the start of a warning that says it is not there yet."""
     problem = asyncio.run(probe_database(settings))
     if problem is None:
-        return
+        return None
     if problem.lasting:
         raise CLIError(f"cannot use the database at {database_location(settings)}: {problem}")
-    typer.secho(
-        f"warning: the database at {database_location(settings)} is not available yet "
-        f"({problem.what}); serving anyway, /readyz answers 503 until it is",
-        fg=typer.colors.YELLOW,
-        err=True,
-    )
+    return f"the database at {database_location(settings)} is not available yet ({problem.what})"
+
+
+def warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
 
 
 @cli.command()
@@ -187,9 +194,25 @@ def is_development_sqlite(settings: Settings) -> bool:
 
 @cli.command()
 @expected_errors
-def upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+def upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+    skip_if_unavailable: Annotated[
+        bool,
+        typer.Option(
+            help="A database that is only not there yet (refused, starting up): say so and exit "
+            "0 instead of failing, so `make run` still serves (/readyz 503 until it is). A "
+            "database that can never work and a failing migration still exit 1."
+        ),
+    ] = False,
+) -> None:
     """Apply migrations up to REVISION (head by default)."""
-    command.upgrade(alembic_config(get_settings()), revision)
+    settings = get_settings()
+    if skip_if_unavailable:
+        not_yet = database_not_yet_available(settings)
+        if not_yet is not None:
+            warn(f"{not_yet}; not upgraded: run `manage.py upgrade` once it is")
+            return
+    command.upgrade(alembic_config(settings), revision)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -354,10 +377,6 @@ async def sync_with_supabase(
 # More than this many accounts whose Supabase user is gone, in one run, is more likely a
 # SUPABASE_URL pointing at another project than users deleted while every webhook call failed.
 DEFAULT_MAX_DEACTIVATIONS = 100
-
-
-def warn(message: str) -> None:
-    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
 
 
 @cli.command("sync-supabase")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from enum import Enum
@@ -20,8 +21,24 @@ from app.rate_limit.config import check_rate_limit, check_redis_url
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_FILE = PROJECT_ROOT / ".secrets" / "jwt_secret_key"
 MIN_SECRET_BYTES = 32
-DEFAULT_DEV_CORS_ORIGINS = ["http://localhost:3000", "http://localhost:5173"]
+# Outside production: a front end's dev server (3000; Vite's dev server 5173 and `vite preview`
+# 4173, examples/web/) on this machine.
+DEFAULT_DEV_CORS_ORIGINS = [
+    "http://localhost:3000",
+    "http://localhost:5173",
+    "http://localhost:4173",
+    "http://127.0.0.1:5173",
+    "http://127.0.0.1:4173",
+]
 SUPABASE_POOLER_PORT = 6543
+# The dotenv file the settings read: the project's `.env`, or the file MEGAPOLIS_ENV_FILE names
+# (`/dev/null`: none). The test suite sets it to /dev/null, so a developer's `.env` never changes
+# what a test sees.
+ENV_FILE_VARIABLE = "MEGAPOLIS_ENV_FILE"
+
+
+def env_file() -> Path:
+    return Path(os.environ.get(ENV_FILE_VARIABLE) or PROJECT_ROOT / ".env")
 
 
 class AppEnv(str, Enum):
@@ -37,7 +54,7 @@ class ConfigurationError(RuntimeError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         # The project's .env, wherever manage.py or the server is started from.
-        env_file=PROJECT_ROOT / ".env",
+        env_file=env_file(),
         env_file_encoding="utf-8",
         env_ignore_empty=True,
         extra="ignore",
@@ -268,6 +285,17 @@ def development_secret(path: Path = DEV_SECRET_FILE) -> str:
     finally:
         candidate.unlink(missing_ok=True)
     return path.read_text().strip()
+
+
+class _AppEnvOnly(BaseSettings):
+    model_config = Settings.model_config
+    APP_ENV: str = "development"
+
+
+def configured_app_env() -> str:
+    """APP_ENV alone, read the way Settings reads it (environment, then `.env`), lower-cased: a
+    refusal to run in production must not depend on the rest of the configuration being valid."""
+    return _AppEnvOnly().APP_ENV.strip().lower()
 
 
 @lru_cache

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app import api_docs
 from app.admin.site import install_admin
 from app.config import Settings, get_settings
 from app.db.database import Database
@@ -52,10 +53,16 @@ def create_app(
             await app.state.supabase.aclose()
             await app.state.database.dispose()
 
-    app = FastAPI(title="Megapolis API", version="0.1.0", lifespan=lifespan)
+    # Swagger UI and ReDoc come from app/api_docs.py, with assets the app serves itself.
+    app = FastAPI(
+        title="Megapolis API", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
+    api_docs.install(app)
+    # The app's own routes (/openapi.json, the docs and their assets), outside the routers.
+    own_routes = list(app.router.routes)
     routers = include_routers(app, settings)
-    route_templates = RouteTemplates(routers)
+    route_templates = RouteTemplates(routers, own_routes=own_routes)
     install_admin(app, settings)  # /admin, for superusers (app/admin/)
     document_common_errors(app)
     install_exception_handlers(app)
@@ -80,8 +87,10 @@ def create_app(
     )
     # Outermost: every answer (CORS refusals, 4xx from the limits, the last-resort 500) carries
     # X-Request-ID and the security headers, and is logged.
-    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
-    app.add_middleware(RequestContextMiddleware, route_templates=route_templates, docs_paths=docs)
+    docs_paths = (*api_docs.PATHS, app.openapi_url)
+    app.add_middleware(
+        RequestContextMiddleware, route_templates=route_templates, docs_paths=docs_paths
+    )
     if settings.METRICS_ENABLED:
         # Outside everything: it counts every answer, the other middlewares' included. Without
         # it (and GET /metrics, app/router.py), requests pay nothing for metrics.

@@ -78,7 +78,7 @@ fi
 
 # The api container writes revisions into the bind-mounted alembic/versions as APP_UID:APP_GID
 # (docker-compose.yml). A developer builds it with the ids that own the checkout; so does this
-# check. A checkout owned by root (the API never runs as root) gets the README's one-time step,
+# check. A checkout owned by root (the API never runs as root) gets docs/deployment.md's one-time step,
 # on a copy: the folder handed to the container's user.
 read -r owner_uid owner_gid < <(stat -c '%u %g' "$project/alembic/versions")
 target=$project
@@ -97,7 +97,7 @@ else
     fi
     chown "$APP_UID:$APP_GID" "$stage/alembic/versions"
     echo "compose-check: $project belongs to root: checking a copy whose alembic/versions" \
-        "belongs to $APP_UID:$APP_GID (the API's user), as after the README's chown"
+        "belongs to $APP_UID:$APP_GID (the API's user), as after docs/deployment.md's chown"
     target=$stage
 fi
 echo "compose-check: $checker $target (APP_UID=$APP_UID APP_GID=$APP_GID)"

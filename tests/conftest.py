@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-
-os.environ.setdefault("APP_ENV", "test")
-os.environ.setdefault("JWT_SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
-
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -38,12 +34,13 @@ from app.models.user import User
 from app.security import issue_token
 from app.supabase.fake import FakeSupabase
 from manage import alembic_config
+from tests.hermetic import TEST_SECRET as TEST_SECRET
 
 if TYPE_CHECKING:
     from tests.processes import ManageForks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
 ADMIN_PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

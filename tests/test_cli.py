@@ -18,6 +18,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from app.config import ENV_FILE_VARIABLE
 from tests.conftest import (
     ADMIN_PG_URL,
     PROJECT_ROOT,
@@ -25,6 +26,7 @@ from tests.conftest import (
     PostgresServer,
 )
 from tests.processes import (
+    STARTUP_LIMIT,
     ManageForks,
     RunningServer,
     copy_project,
@@ -310,6 +312,34 @@ def test_dev_token_script_signs_a_token_for_an_existing_user(sqlite_url: str) ->
     refused = run("dev@example.com", APP_ENV="production")
     assert refused.returncode == 1 and refused.stdout == ""
     assert "not in production" in refused.stderr
+    # Production without a key (the settings themselves refuse to load): the same one line.
+    keyless = run("dev@example.com", APP_ENV="production", JWT_SECRET_KEY="")
+    assert keyless.returncode == 1 and keyless.stdout == ""
+    assert keyless.stderr.splitlines() == [
+        "error: not in production: tokens come from the Supabase exchange"
+    ]
+
+
+def test_dev_token_script_has_real_arguments() -> None:
+    """`--help` is help, not an email; a missing or extra argument is a usage error."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "scripts/dev_token.py", *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    helped = run("--help")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: scripts/dev_token.py [-h] EMAIL")
+    assert "no user" not in helped.stdout + helped.stderr
+    for wrong in ((), ("a@example.com", "b@example.com")):
+        misused = run(*wrong)
+        assert misused.returncode == 2 and "usage: scripts/dev_token.py" in misused.stderr
 
 
 # --- database problems: one line, what to set, exit 1 (both drivers, every command) ----------
@@ -445,6 +475,39 @@ def test_run_waits_for_a_database_that_is_not_up_yet(
         postgres_server.drop_database(name)
 
 
+def test_make_run_serves_while_the_database_is_down(postgres_server: PostgresServer) -> None:
+    """`make run`'s upgrade step does not stop the start when the database is only not there yet
+    (before: `make run` exited with the upgrade's error); /readyz answers 503 meanwhile. A
+    database that can never work still stops it."""
+    port = free_port()
+    down = postgres_server.url_for("megapolis_absent").rsplit(":", 1)[0] + f":{free_port()}/x"
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"PORT={port}"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": down, "APP_ENV": "development"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    server = RunningServer(process, port)
+    try:
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while not server.ready():
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "make run did not serve"
+            time.sleep(0.2)
+        assert httpx.get(f"{server.base_url}/readyz", timeout=10).status_code == 503
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        output = process.communicate(timeout=30)[0]
+    assert "not upgraded: run `manage.py upgrade` once it is" in output, output
+    # A missing database is lasting: the upgrade step fails as before, whatever the flag says.
+    missing = postgres_server.url_for("megapolis_absent")
+    refused = manage("upgrade", "--skip-if-unavailable", database_url=missing)
+    assert refused.returncode == 1 and "does not exist" in refused.stderr, refused.stderr
+
+
 def test_project_files_are_found_from_any_directory(tmp_path: Path) -> None:
     """`python /path/to/manage.py` run elsewhere: the project's .env and a relative SQLite path
     resolve against the project, never the working directory."""
@@ -452,7 +515,12 @@ def test_project_files_are_found_from_any_directory(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / ".env").write_text("DATABASE_URL=sqlite+aiosqlite:///./wrong.db\n")
-    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"} | {
+    # The suite reads no .env (tests/hermetic.py); this test reads the copy's.
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", ENV_FILE_VARIABLE}
+    } | {
         "JWT_SECRET_KEY": TEST_SECRET,
         "APP_ENV": "test",
     }

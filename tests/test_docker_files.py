@@ -1,8 +1,8 @@
 """The container files, checked without a Docker engine.
 
-Dockerfile and docker-compose.yml are parsed and held to what the README promises; the entrypoint
-script runs for real (with `bash`) against a temporary SQLite database; the image's HEALTHCHECK
-command runs against a live server.
+Dockerfile and docker-compose.yml are parsed and held to what docs/deployment.md promises; the
+entrypoint script runs for real (with `bash`) against a temporary SQLite database; the image's
+HEALTHCHECK command runs against a live server.
 """
 
 from __future__ import annotations
@@ -234,6 +234,8 @@ def docker_ignored(path: str) -> bool:
         "app/__pycache__/main.cpython-312.pyc",
         ".pytest_cache/v/cache",
         ".mypy_cache/3.10/app",
+        "clients/typescript/node_modules/typescript/package.json",
+        "e2e/node_modules/.bin/playwright",
     ],
 )
 def test_dockerignore_leaves_out_local_state(path: str) -> None:
@@ -291,7 +293,38 @@ def test_api_waits_for_a_healthy_database_and_publishes_8000() -> None:
     api = compose()["services"]["api"]
     assert api["build"]["context"] == "."
     assert api["ports"] == ["8000:8000"]
-    assert api["depends_on"] == {"db": {"condition": "service_healthy", "restart": True}}
+    assert api["depends_on"] == {
+        "db": {"condition": "service_healthy", "restart": True},
+        "redis": {"condition": "service_healthy"},
+    }
+
+
+def test_redis_holds_the_counters_every_api_process_shares() -> None:
+    """The API's REDIS_URL defaults to the redis service (.env may point elsewhere); Redis keeps
+    nothing on disk, publishes no port, and is built on the API's base image (one image less
+    to pull)."""
+    redis = compose()["services"]["redis"]
+    assert "ports" not in redis
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    url = api_environment({"JWT_SECRET_KEY": TEST_SECRET})["REDIS_URL"]
+    assert url == "redis://redis:6379/0"
+    assert make_settings("sqlite://", REDIS_URL=url).REDIS_URL == url
+    assert (
+        api_environment({"JWT_SECRET_KEY": TEST_SECRET, "REDIS_URL": "rediss://x:1/2"})["REDIS_URL"]
+        == "rediss://x:1/2"
+    )
+    dockerfile = (PROJECT_ROOT / redis["build"]["context"] / "Dockerfile").read_text()
+    (base,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
+    (api_base,) = re.findall(
+        r"^ARG PYTHON_IMAGE=(\S+)$", (PROJECT_ROOT / "Dockerfile").read_text(), re.M
+    )
+    assert base == api_base
+    command = re.search(r"^CMD (\[.*\])$", dockerfile, re.M)
+    assert command is not None
+    argv = json.loads(command.group(1))
+    assert argv[0] == "redis-server"
+    assert argv[argv.index("--save") + 1] == "" and argv[argv.index("--appendonly") + 1] == "no"
+    assert re.search(r"^USER redis$", dockerfile, re.M), "not as root"
 
 
 def test_api_user_ids_come_from_the_environment_and_default_to_1000() -> None:
@@ -383,9 +416,10 @@ def test_api_environment_makes_valid_production_settings(monkeypatch: pytest.Mon
     env = api_environment({"JWT_SECRET_KEY": TEST_SECRET})
     for name in env:
         assert name in Settings.model_fields or name in NOT_YET_SETTINGS | {"WEB_CONCURRENCY"}
-    # Unset on the host: passed as empty values, which the app reads as unset.
+    # Unset on the host: passed as empty values, which the app reads as unset (REDIS_URL: the
+    # redis service).
     assert PASSED_THROUGH <= env.keys()
-    assert all(env[name] == "" for name in PASSED_THROUGH)
+    assert all(env[name] == "" for name in PASSED_THROUGH - {"REDIS_URL"})
     settings = container_settings(env, monkeypatch)
     assert settings.APP_ENV.value == "production"
     assert settings.jwt_secret == TEST_SECRET
@@ -669,7 +703,8 @@ def test_compose_check_runs_the_tool_above_the_project_on_it_as_its_owner(
 @pytest.mark.skipif(not IS_ROOT, reason="a root-owned checkout is made by root")
 def test_compose_check_hands_a_root_checkouts_revisions_to_the_api_user(tmp_path: Path) -> None:
     """The API never runs as root: a root-owned checkout is checked on a copy whose
-    alembic/versions belongs to 1000:1000 (the README's chown), the copy removed afterwards."""
+    alembic/versions belongs to 1000:1000 (docs/deployment.md's chown), the copy removed
+    afterwards."""
     project = checkout(tmp_path)
     tool = install_tool(tmp_path)
     record = tmp_path / "record"

@@ -74,7 +74,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_security_does_not_reach_into_the_database_layer() -> None:
-    """Tokens are checked without the data layer (README, architecture); the id bound a token
+    """Tokens are checked without the data layer (docs/architecture.md); the id bound a token
     may carry is a field rule."""
     imported = imported_modules(APP / "security.py")
     assert "app.config" in imported

@@ -63,3 +63,34 @@ def test_make_help_lists_every_target() -> None:
     ).stdout
     listed = set(re.findall(r"^make ([\w-]+)", help_text, re.M))
     assert targets - {"help"} <= listed, sorted(targets - {"help"} - listed)
+
+
+def test_make_bench_options_are_reachable() -> None:
+    """`make bench --help` is make's own help: the options go through BENCH_ARGS, which
+    `make help` and docs/performance.md say, and which reaches bench/run.py's own --help."""
+    help_text = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "make bench BENCH_ARGS=--help" in help_text
+    assert "make bench BENCH_ARGS=--help" in (PROJECT_ROOT / "docs/performance.md").read_text()
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "bench", "BENCH_ARGS=--help"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert dry_run.rstrip().splitlines()[-1].endswith("python bench/run.py --help")
+    usage = subprocess.run(
+        [sys.executable, "bench/run.py", "--help"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert usage.startswith("usage:") and "--rounds" in usage and "--targets" in usage

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,7 +45,7 @@ from tests.test_readme import layout_tree
 DEPLOY_DIR = PROJECT_ROOT / "deploy" / "kubernetes"
 KUSTOMIZATION = DEPLOY_DIR / "kustomization.yaml"
 SECRET_EXAMPLE = DEPLOY_DIR / "secret.example.yaml"
-README = (PROJECT_ROOT / "README.md").read_text()
+DEPLOYMENT = (PROJECT_ROOT / "docs/deployment.md").read_text()
 VENV_BIN = Path(sys.executable).parent  # the project's virtualenv, as /app/.venv/bin in the image
 
 # The oldest Kubernetes release these manifests are meant for, and a recent one. Both ship with
@@ -106,9 +107,37 @@ def kustomization() -> Manifest:
     return doc
 
 
+def env_file(path: Path) -> dict[str, str]:
+    """A kustomize env file: KEY=VALUE lines, as written; `#` comments and blank lines skipped."""
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, separator, value = line.partition("=")
+            assert separator and key == key.strip(), f"{path.name}: {line!r}"
+            pairs[key] = value
+    return pairs
+
+
+def generated_configmaps() -> list[Manifest]:
+    """The ConfigMaps of `configMapGenerator` (before kustomize appends the hash to a name)."""
+    maps = []
+    for generator in kustomization()["configMapGenerator"]:
+        data: dict[str, str] = {}
+        for name in generator.get("envs", []):
+            data |= env_file(DEPLOY_DIR / name)
+        options = generator.get("options", {})
+        metadata = {"name": generator["name"], "labels": options.get("labels", {})}
+        maps.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data})
+    return maps
+
+
 def applied() -> list[Manifest]:
-    """What `kubectl apply -k` sends (before kustomize sets the namespace and the image)."""
-    return [doc for name in kustomization()["resources"] for doc in documents(DEPLOY_DIR / name)]
+    """What `kubectl apply -k` sends (before kustomize sets the namespace, the image, the hashed
+    ConfigMap name and the Job's release name)."""
+    resources = [
+        doc for name in kustomization()["resources"] for doc in documents(DEPLOY_DIR / name)
+    ]
+    return resources + generated_configmaps()
 
 
 def only(kind: str, resources: list[Manifest] | None = None) -> Manifest:
@@ -143,9 +172,24 @@ def secret_example() -> Manifest:
     return doc
 
 
+def configmap(name: str) -> Manifest:
+    (found,) = [doc for doc in generated_configmaps() if doc["metadata"]["name"] == name]
+    return found
+
+
 def configmap_data() -> dict[str, str]:
-    data: dict[str, str] = only("ConfigMap")["data"]
+    """The settings both workloads read (config.env)."""
+    (ref,) = [source["configMapRef"] for source in container("Deployment")["envFrom"]]
+    data: dict[str, str] = configmap(ref["name"])["data"]
     return data
+
+
+def release_job_name() -> str:
+    """The migration Job's name once kustomize put the image tag in it."""
+    (rewrite,) = kustomization()["images"]
+    base: str = only("Job")["metadata"]["name"]
+    assert base.endswith("-release"), base
+    return base.removesuffix("-release") + "-" + str(rewrite["newTag"])
 
 
 def secret_refs(kind: str) -> dict[str, Manifest]:
@@ -175,6 +219,12 @@ def test_manifest_is_valid_against_the_kubernetes_schemas(path: Path, version: s
     resources = documents(path)
     assert resources, f"{path.name} holds no resource"
     for resource in resources:
+        validate(resource, version)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_generated_configmaps_are_valid(version: str) -> None:
+    for resource in generated_configmaps():
         validate(resource, version)
 
 
@@ -233,8 +283,11 @@ def test_kustomization_has_every_kind_the_deployment_needs() -> None:
     assert kinds == sorted(
         [
             "ConfigMap",
+            "ConfigMap",
             "CronJob",
             "Deployment",
+            "Ingress",
+            "NetworkPolicy",
             "HorizontalPodAutoscaler",
             "Job",
             "Namespace",
@@ -419,11 +472,21 @@ def test_only_the_required_secret_keys_are_mandatory() -> None:
     )
 
 
-def test_both_workloads_read_the_configmap() -> None:
-    name = only("ConfigMap")["metadata"]["name"]
-    for kind in ("Deployment", "Job", "CronJob"):
-        sources = container(kind)["envFrom"]
-        assert {"configMapRef": {"name": name}} in sources, kind
+def test_both_workloads_read_the_same_settings() -> None:
+    """The Deployment and the sync CronJob read the hashed ConfigMap (a change rolls the pods,
+    and the next sync run reads it), the Job the same env file under a fixed name (its pod
+    template cannot change)."""
+    generators = {
+        generator["name"]: generator for generator in kustomization()["configMapGenerator"]
+    }
+    (server,) = [source["configMapRef"]["name"] for source in container("Deployment")["envFrom"]]
+    (migration,) = [source["configMapRef"]["name"] for source in container("Job")["envFrom"]]
+    (sync,) = [source["configMapRef"]["name"] for source in container("CronJob")["envFrom"]]
+    assert sync == server
+    assert not generators[server].get("options", {}).get("disableNameSuffixHash", False)
+    assert generators[migration]["options"]["disableNameSuffixHash"] is True
+    assert generators[server]["envs"] == generators[migration]["envs"]
+    assert "generatorOptions" not in kustomization()  # no global switch turns the hash off
 
 
 def test_configmap_holds_known_settings_and_no_credential() -> None:
@@ -515,12 +578,12 @@ def test_namespace_enforces_the_restricted_pod_security_standard() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The README
+# docs/deployment.md
 
 
 def kubernetes_section() -> str:
-    match = re.search(r"^## Kubernetes\n(.*?)(?=^## )", README, re.M | re.S)
-    assert match is not None, "no '## Kubernetes' section in README.md"
+    match = re.search(r"^## Kubernetes\n(.*?)(?=^## |\Z)", DEPLOYMENT, re.M | re.S)
+    assert match is not None, "no '## Kubernetes' section in docs/deployment.md"
     return match.group(1)
 
 
@@ -529,7 +592,14 @@ def test_readme_commands_name_what_the_manifests_define() -> None:
     namespace = kustomization()["namespace"]
     assert "kubectl apply -k deploy/kubernetes/" in text
     assert set(re.findall(r"kubectl -n (\S+)", text)) == {namespace}
-    assert set(re.findall(r"\bjob/([\w-]+)", text)) == {only("Job")["metadata"]["name"]}
+    # The Job is named after the release: each job/NAME is the Job's name with a tag the same
+    # text pushes, and the first deployment's is the committed kustomization's.
+    jobs = re.findall(r"\bjob/([\w.-]+)", text)
+    assert jobs and jobs[0] == release_job_name()
+    prefix = release_job_name().removesuffix(str(kustomization()["images"][0]["newTag"]))
+    pushed = set(re.findall(r"docker push \S+:(\S+)", text))
+    for job in jobs:
+        assert job.startswith(prefix) and job.removeprefix(prefix) in pushed, job
     assert set(re.findall(r"\bdeployment/([\w-]+)", text)) == {
         only("Deployment")["metadata"]["name"]
     }
@@ -547,6 +617,154 @@ def test_readme_commands_name_what_the_manifests_define() -> None:
 
 def test_readme_project_layout_names_the_directory() -> None:
     assert "deploy/kubernetes/" in layout_tree()
+
+
+# --------------------------------------------------------------------------------------------
+# Rolling on a config change, one migration Job per release
+
+
+def test_the_migration_job_is_named_per_release_and_cleans_itself_up() -> None:
+    job = only("Job")
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+    (replacement,) = kustomization()["replacements"]
+    source = replacement["source"]
+    assert (source["kind"], source["name"]) == (
+        "Deployment",
+        only("Deployment")["metadata"]["name"],
+    )
+    assert source["fieldPath"] == "spec.template.spec.containers.[name=api].image"
+    assert container("Deployment")["name"] == "api"
+    assert source["options"] == {"delimiter": ":", "index": 1}  # the tag
+    (target,) = replacement["targets"]
+    assert target["select"] == {"kind": "Job", "name": job["metadata"]["name"]}
+    assert target["fieldPaths"] == ["metadata.name"]
+    words = job["metadata"]["name"].split(target["options"]["delimiter"])
+    assert words[target["options"]["index"]] == "release"
+    # The job-name label Kubernetes puts on its pods is at most 63 characters.
+    assert re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?", release_job_name())
+
+
+def kubectl() -> str:
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.skip("kubectl is not installed: the kustomize rendering is not checked")
+    return found
+
+
+def render(directory: Path) -> list[Manifest]:
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def rendered_config_name(resources: list[Manifest]) -> str:
+    (deployment,) = [doc for doc in resources if doc["kind"] == "Deployment"]
+    (source,) = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    name: str = source["configMapRef"]["name"]
+    return name
+
+
+def test_kustomize_renders_a_hashed_configmap_and_the_release_job(tmp_path: Path) -> None:
+    """What `kubectl apply -k` sends: valid, the Deployment on the hashed ConfigMap, the Job named
+    after the tag; and a changed setting gives the Deployment a new pod template (pods roll)
+    while the Job's stays the same (it cannot change)."""
+    resources = render(DEPLOY_DIR)
+    for resource in resources:
+        validate(resource, KUBERNETES_VERSIONS[-1])
+    names = {doc["metadata"]["name"] for doc in resources if doc["kind"] == "ConfigMap"}
+    hashed = rendered_config_name(resources)
+    assert hashed in names and re.fullmatch(r"megapolis-api-config-[a-z0-9]{10}", hashed)
+    (job,) = [doc for doc in resources if doc["kind"] == "Job"]
+    assert job["metadata"]["name"] == release_job_name()
+    assert job["metadata"]["namespace"] == kustomization()["namespace"]
+
+    changed = tmp_path / "kubernetes"
+    shutil.copytree(DEPLOY_DIR, changed)
+    config = changed / "config.env"
+    config.write_text(config.read_text().replace("LOG_LEVEL=INFO", "LOG_LEVEL=DEBUG"))
+    again = render(changed)
+    assert rendered_config_name(again) != hashed
+    (job_again,) = [doc for doc in again if doc["kind"] == "Job"]
+    assert job_again == job
+
+
+# --------------------------------------------------------------------------------------------
+# Ingress and NetworkPolicy
+
+
+def test_the_ingress_routes_the_api_to_the_service_and_not_the_internals() -> None:
+    from app.main import create_app
+
+    ingress = only("Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    assert [rule["host"]] == ingress["spec"]["tls"][0]["hosts"]
+    paths = rule["http"]["paths"]
+    service = only("Service")
+    (service_port,) = service["spec"]["ports"]
+    for path in paths:
+        backend = path["backend"]["service"]
+        assert backend["name"] == service["metadata"]["name"]
+        assert backend["port"] == {"name": service_port["name"]}
+
+    def routed(url: str) -> bool:
+        for path in paths:
+            prefix = path["path"]
+            if path["pathType"] == "Exact" and url == prefix:
+                return True
+            if path["pathType"] == "Prefix" and (url == prefix or url.startswith(prefix + "/")):
+                return True
+        return False
+
+    internal = {"/metrics", "/healthz", "/readyz"}
+    app = create_app(make_settings("sqlite://"))
+    served = {getattr(route, "path", "") for route in app.routes} - {""}
+    for path in served:
+        assert routed(path) is (path not in internal), path
+    assert not any(routed(path) for path in internal)
+
+
+def test_the_network_policy_lets_in_only_the_ingress_controller() -> None:
+    policy = only("NetworkPolicy")["spec"]
+    selector = policy["podSelector"]["matchLabels"]
+    for kind in ("Deployment", "Job", "CronJob"):
+        labels = pod_template(kind)["metadata"]["labels"]
+        assert selector.items() <= labels.items(), kind
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert set(peer) == {"namespaceSelector"}, "only a namespace, no ipBlock or all-pods peer"
+    assert "kubernetes.io/metadata.name" in peer["namespaceSelector"]["matchLabels"]
+    assert [port["port"] for port in rule["ports"]] == [container("Deployment")["ports"][0]["name"]]
+
+
+def test_the_network_policy_lets_out_only_dns_database_redis_and_https() -> None:
+    egress = only("NetworkPolicy")["spec"]["egress"]
+    allowed = set()
+    for rule in egress:
+        assert rule.get("to"), "a rule without `to` lets out to everywhere"
+        assert rule.get("ports"), "a rule without `ports` lets out on every port"
+        allowed |= {(port["protocol"], port["port"]) for port in rule["ports"]}
+    assert allowed == {
+        ("UDP", 53),
+        ("TCP", 53),
+        ("TCP", 5432),  # PostgreSQL
+        ("TCP", 6543),  # Supabase's transaction pooler
+        ("TCP", 6379),  # Redis
+        ("TCP", 443),  # Supabase Auth
+    }
+    (dns,) = [
+        rule
+        for rule in egress
+        if ("UDP", 53) in {(p["protocol"], p["port"]) for p in rule["ports"]}
+    ]
+    (peer,) = dns["to"]
+    assert peer["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,7 +860,7 @@ def fresh_postgres(postgres_server: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory, fresh_postgres: str) -> Pod:
-    # The Secret as the README creates it: the required keys only.
+    # The Secret as docs/deployment.md creates it: the required keys only.
     secret = {"DATABASE_URL": fresh_postgres, "JWT_SECRET_KEY": TEST_SECRET}
     return Pod(tmp_path_factory.mktemp("pod"), secret)
 

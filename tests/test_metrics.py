@@ -26,6 +26,7 @@ from tests.conftest import (
     asgi_client,
     delete_all_rows,
     make_settings,
+    one_database,
 )
 from tests.prometheus import MetricValues
 
@@ -95,6 +96,29 @@ async def test_requests_are_counted_by_route_template_never_by_path(
     assert delta(REQUESTS, method="GET", route="unmatched", status="404") == 1
     routes = after.label_values(REQUESTS, "route")
     assert not {f"/api/v1/users/{admin.id}", "/no/such/page/12345"} & routes, routes
+
+
+@one_database
+async def test_the_docs_have_routes_of_their_own(client: httpx.AsyncClient) -> None:
+    """Swagger UI, ReDoc and the schema are the app's own (Starlette) routes: counted under
+    their paths, not as unmatched."""
+    paths = ["/docs", "/redoc", "/openapi.json"]
+    before = await scrape(client)
+    for path in paths:
+        assert (await client.get(path)).status_code == 200
+    after = await scrape(client)
+    for path in paths:
+        counted = after.get(REQUESTS, method="GET", route=path, status="200")
+        assert counted - before.get(REQUESTS, method="GET", route=path, status="200") == 1
+    unmatched = after.get(REQUESTS, method="GET", route="unmatched", status="200")
+    assert unmatched == before.get(REQUESTS, method="GET", route="unmatched", status="200")
+    # Their assets: one series for all of them, not one per file.
+    before = await scrape(client)
+    for asset in ("swagger-ui.css", "redoc.standalone.js"):
+        assert (await client.get(f"/docs/assets/{asset}")).status_code == 200
+    after = await scrape(client)
+    assets = {"method": "GET", "route": "/docs/assets/{path}", "status": "200"}
+    assert after.get(REQUESTS, **assets) - before.get(REQUESTS, **assets) == 2
 
 
 async def test_requests_answered_before_routing_still_name_their_route(

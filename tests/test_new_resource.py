@@ -347,6 +347,10 @@ def check_the_api(project: Path, database_url: str, tokens: dict[str, str]) -> N
         httpx.Client(base_url=f"{server.base_url}/api/v1/reviews/", timeout=30) as api,
     ):
         assert api.get("").status_code == 401
+        # The generated routes are named like every other (app/router.py: `<tag>-<name>`).
+        schema = api.get(f"{server.base_url}/openapi.json").json()["paths"]["/api/v1/reviews/"]
+        assert schema["post"]["operationId"] == "reviews-create_review"
+        assert schema["post"]["summary"] == "Create a review; its owner is the caller"
         created = api.post("", json=body, headers=owner)
         assert created.status_code == 201, created.text
         review = created.json()

@@ -144,7 +144,7 @@ async def test_sslrootcert_system_uses_the_system_authorities(
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_neon_style_url_with_channel_binding(tls_server: TLSPostgres, driver: str) -> None:
     """Neon hands out `?sslmode=require&channel_binding=require`: psycopg binds the channel,
-    asyncpg cannot and ignores it (README, DATABASE_URL)."""
+    asyncpg cannot and ignores it (docs/configuration.md, DATABASE_URL)."""
     url = tls_server.url(driver, sslmode="require", channel_binding="require")
     assert await tls_version(url) is not None
 

@@ -12,8 +12,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy import text
+from starlette.applications import Starlette
 from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from app import api_docs
 from app.config import Settings
 from app.dependencies import SessionDep
 from app.fields import MAX_INT_ID
@@ -60,7 +63,7 @@ async def test_every_kind_of_api_answer_carries_the_security_headers(
 
 @one_database
 async def test_docs_keep_working_and_cannot_be_framed(client: httpx.AsyncClient) -> None:
-    """Swagger UI and ReDoc load scripts from a CDN: no CSP there, and no `no-store`."""
+    """Swagger UI and ReDoc run inline scripts: no CSP there, and no `no-store`."""
     for path in DOCS_PATHS:
         response = await client.get(path)
         assert response.status_code == 200, path
@@ -204,8 +207,12 @@ async def test_every_route_is_in_the_openapi_inventory(
     assert served == documented
     top_level = [route for route in app.routes if isinstance(route, Route)]
     assert sorted(route.path for route in top_level) == sorted(DOCS_PATHS)
+    # The docs' own assets (app/api_docs.py), and the admin site (tests/test_admin.py).
     mounts = [route for route in app.routes if isinstance(route, Mount)]
-    assert [mount.path for mount in mounts] == ["/admin"]
+    assert [(mount.path, type(mount.app)) for mount in mounts] == [
+        (api_docs.ASSETS_PATH, StaticFiles),
+        ("/admin", Starlette),
+    ]
     assert len(app.routes) == len(top_level) + len(routers) + len(mounts)
 
 

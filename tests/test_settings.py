@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from app.config import ConfigurationError, Settings, development_secret, normalize_database_url
+from app.config import (
+    ENV_FILE_VARIABLE,
+    ConfigurationError,
+    Settings,
+    development_secret,
+    normalize_database_url,
+)
 from tests.conftest import PROJECT_ROOT
 from tests.processes import copy_project
 
@@ -81,7 +87,13 @@ def test_development_secret_file_is_git_ignored() -> None:
 
 def test_cors_defaults_depend_on_environment() -> None:
     dev = settings(JWT_SECRET_KEY=SECRET)
-    assert dev.cors_origins == ["http://localhost:3000", "http://localhost:5173"]
+    assert dev.cors_origins == [
+        "http://localhost:3000",
+        "http://localhost:5173",
+        "http://localhost:4173",
+        "http://127.0.0.1:5173",
+        "http://127.0.0.1:4173",
+    ]
     prod = settings(APP_ENV="production", JWT_SECRET_KEY=SECRET)
     assert prod.cors_origins == []
     custom = settings(JWT_SECRET_KEY=SECRET, CORS_ORIGINS=" https://a.example , https://b.example")
@@ -117,7 +129,12 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
         "from app.config import Settings; s = Settings(); "
         "print(s.JWT_EXPIRE_MINUTES, s.SUPABASE_URL, s.JWT_SECRET_KEY == 's' * 32)"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "SUPABASE_"))}
+    # The suite reads no .env (tests/hermetic.py); this test reads the copy's.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JWT_", "SUPABASE_")) and k != ENV_FILE_VARIABLE
+    }
     env.update(PYTHONPATH=str(project), SUPABASE_URL="https://fromenv.supabase.co")
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -24,6 +24,7 @@ import httpx
 import jwt
 import pytest
 
+from app.config import ENV_FILE_VARIABLE
 from app.db.database import Database
 from app.supabase import dev_server
 from tests.conftest import PROJECT_ROOT, delete_all_rows, make_settings
@@ -186,7 +187,12 @@ def test_it_reads_app_env_from_dot_env_too(tmp_path: Path) -> None:
     (project / ".env").write_text("APP_ENV=production\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {name: value for name, value in os.environ.items() if name != "APP_ENV"}
+    # The suite reads no .env (tests/hermetic.py); this test reads the copy's.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"APP_ENV", ENV_FILE_VARIABLE}
+    }
     result = subprocess.run(
         [sys.executable, str(project / "manage.py"), "dev-supabase", "--port", str(free_port())],
         cwd=elsewhere,

@@ -84,7 +84,7 @@ ASYNCPG_KEYWORDS = frozenset(
         "prepared_statement_cache_size",
     }
 )
-# libpq parameters asyncpg has no equivalent for: dropped (see the README's DATABASE_URL notes).
+# libpq parameters asyncpg has no equivalent for: dropped (see docs/configuration.md, DATABASE_URL).
 ASYNCPG_IGNORED = frozenset(
     {
         "channel_binding",

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.fields import CONTROL_CHARACTERS
 from app.logging import RequestLogContext, request_log_context
-from app.middlewares.security_headers import with_security_headers
+from app.middlewares.security_headers import DocsPaths, with_security_headers
 from app.observability.routes import RouteTemplates
 
 access_logger = logging.getLogger("app.access")
@@ -75,7 +75,7 @@ class RequestContextMiddleware:
     ) -> None:
         self.app = app
         self.route_templates = route_templates
-        self.docs_paths = frozenset(path for path in docs_paths if path)
+        self.docs_paths = DocsPaths(docs_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -3,8 +3,9 @@ context middleware adds them when the answer starts.
 
 What OWASP's REST Security Cheat Sheet asks of a JSON API: no MIME sniffing, no framing, no
 caching of answers that may hold personal data, no referrer, and a CSP that lets a JSON answer
-load nothing. The documentation pages (Swagger UI, ReDoc) load scripts and styles from a CDN, so
-they get neither the CSP nor `no-store`; they still cannot be framed.
+load nothing. The documentation pages (Swagger UI, ReDoc) run inline scripts and load their
+assets (app/api_docs.py), so they and the assets get neither the CSP nor `no-store`; they still
+cannot be framed.
 
 The admin site (/admin, server-rendered pages) loads its own scripts, styles and fonts from
 /admin/statics and runs a few inline scripts (SQLAdmin's, and the CSRF one): its CSP allows
@@ -15,7 +16,7 @@ The admin site (/admin, server-rendered pages) loads its own scripts, styles and
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Container, Iterable
 
 Header = tuple[bytes, bytes]
 
@@ -43,8 +44,23 @@ ADMIN_ANSWER: list[Header] = [
 ]
 
 
+class DocsPaths:
+    """The documentation's paths: exact ones, and prefixes (ending with `/`) that cover
+    everything under them (the pages' assets)."""
+
+    def __init__(self, paths: Iterable[str | None]) -> None:
+        kept = [path for path in paths if path]
+        self.exact = frozenset(kept)
+        self.prefixes = tuple(path for path in kept if path.endswith("/"))
+
+    def __contains__(self, path: object) -> bool:
+        if path in self.exact:
+            return True
+        return bool(self.prefixes) and isinstance(path, str) and path.startswith(self.prefixes)
+
+
 def with_security_headers(
-    headers: list[Header], path: str, docs_paths: Collection[str]
+    headers: list[Header], path: str, docs_paths: Container[str]
 ) -> list[Header]:
     """`headers` plus the security headers the answer does not set itself."""
     if path in docs_paths:

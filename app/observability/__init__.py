@@ -1,1 +1,1 @@
-"""Metrics (Prometheus), JSON logs and traces (OpenTelemetry): see README, "Operations"."""
+"""Metrics (Prometheus), JSON logs and traces (OpenTelemetry): see docs/operations.md."""

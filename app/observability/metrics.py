@@ -1,4 +1,4 @@
-"""Every Prometheus metric the API exports, in one place (README, "Operations", lists them).
+"""Every Prometheus metric the API exports, in one place (docs/operations.md lists them).
 
 Defined once per process, in prometheus_client's default registry. Under `manage.py run
 --workers N` each worker writes its values to files in `PROMETHEUS_MULTIPROC_DIR` and a scrape,

@@ -19,8 +19,13 @@ class RouteTemplates:
     router declares it (`/posts/{post_id}`), without the prefix it was included with: the
     prefixes come from the (router, prefix) pairs the app includes (`app/router.py`)."""
 
-    def __init__(self, routers: Iterable[tuple[APIRouter, str]]) -> None:
+    def __init__(
+        self, routers: Iterable[tuple[APIRouter, str]], own_routes: Iterable[BaseRoute] = ()
+    ) -> None:
+        """`own_routes`: routes of the app itself, outside the routers (Swagger UI, ReDoc, the
+        schema and their assets): plain Starlette routes, which put no route in the scope."""
         self._prefixed = [(prefix, route) for router, prefix in routers for route in router.routes]
+        self._prefixed += [("", route) for route in own_routes]
         self._templates = {
             id(route): prefix + template
             for prefix, route in self._prefixed

@@ -18,9 +18,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from pydantic_settings import BaseSettings
-
-from app.config import Settings
+from app.config import configured_app_env
 from app.supabase.fake import FakeSupabase
 
 DEFAULT_PORT = 54321  # the Supabase CLI's local API port
@@ -36,16 +34,8 @@ class DevServerError(Exception):
     """The dev server cannot run; the message says why, in one line."""
 
 
-class _Environment(BaseSettings):
-    """Only APP_ENV, read the way Settings reads it (environment, then `.env`), so the refusal
-    does not depend on the rest of the configuration being valid."""
-
-    model_config = Settings.model_config
-    APP_ENV: str = "development"
-
-
 def check_environment() -> None:
-    app_env = _Environment().APP_ENV.strip().lower()
+    app_env = configured_app_env()
     if app_env not in ALLOWED_ENVIRONMENTS:
         raise DevServerError(
             f"dev-supabase is for development only and refuses to run with APP_ENV={app_env}"
