@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from app import api_docs
 from app.admin.site import install_admin
@@ -18,7 +17,7 @@ from app.logging import configure_logging
 from app.middlewares import RequestContextMiddleware, RequestLimitsMiddleware
 from app.middlewares.body_gate import BodyGate
 from app.middlewares.request_limits import BodyLimits
-from app.observability.http_metrics import MetricsMiddleware
+from app.observability.http_metrics import HttpMetrics
 from app.observability.lifespan import observing
 from app.observability.routes import RouteTemplates
 from app.observability.tracing import install_tracing
@@ -69,32 +68,32 @@ def create_app(
     # OpenTelemetry only with OTEL_EXPORTER_OTLP_ENDPOINT (None otherwise; nothing installed).
     tracing = install_tracing(app, settings, span_exporter)
 
-    # Innermost first. Limits inside CORS, so a browser can read a 413/414/431.
+    # Innermost first. The limits inside CORS, so a browser can read a 413/414/431.
     app.add_middleware(
         RequestLimitsMiddleware,
         body_limits=body_limits(settings),
         body_gate=BodyGate(routers, app.router.routes),
         allowed_hosts=settings.ALLOWED_HOSTS,
     )
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-        # "*" lets the preflight allow Authorization, Content-Type and sb-<ref>-auth-token(.N).
-        allow_headers=["*"],
-        expose_headers=["X-Request-ID", "Retry-After"],
-        max_age=600,
-    )
-    # Outermost: every answer (CORS refusals, 4xx from the limits, the last-resort 500) carries
-    # X-Request-ID and the security headers, and is logged.
+    # Outermost, one layer: every answer (CORS refusals, 4xx from the limits, the last-resort
+    # 500) carries X-Request-ID and the security headers, is logged, and is counted in the
+    # metrics when METRICS_ENABLED (without them, requests pay nothing for metrics). CORS
+    # (Starlette's middleware) runs inside it, for requests with an Origin header.
     docs_paths = (*api_docs.PATHS, app.openapi_url)
     app.add_middleware(
-        RequestContextMiddleware, route_templates=route_templates, docs_paths=docs_paths
+        RequestContextMiddleware,
+        route_templates=route_templates,
+        docs_paths=docs_paths,
+        metrics=HttpMetrics() if settings.METRICS_ENABLED else None,
+        cors={
+            "allow_origins": settings.cors_origins,
+            "allow_methods": ["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            # "*" lets the preflight allow Authorization, Content-Type and sb-<ref>-auth-token(.N).
+            "allow_headers": ["*"],
+            "expose_headers": ["X-Request-ID", "Retry-After"],
+            "max_age": 600,
+        },
     )
-    if settings.METRICS_ENABLED:
-        # Outside everything: it counts every answer, the other middlewares' included. Without
-        # it (and GET /metrics, app/router.py), requests pay nothing for metrics.
-        app.add_middleware(MetricsMiddleware, route_templates=route_templates)
     return app
 
 

@@ -6,8 +6,13 @@ PyJWT, read the caller by primary key (active, token not revoked), then the rout
 
 - `GET /auth/me`, `GET /api/v1/users/me`: the caller read only;
 - `GET /api/v1/users/{id}`: the caller read, then the record (superuser, or the user itself);
-- `GET /api/v1/users/`: the caller read (superuser), then the page and the count;
-- `GET /api/v1/posts/`: the caller read, then a page of posts newest first and the count;
+- `GET /api/v1/users/`: the caller read (superuser), then a page by id (one row more than asked,
+  to know whether there is a next page) and the bounded count (`count(*)` over at most 10,001
+  rows: the API's `total`, exact up to 10,000, null above);
+- `GET /api/v1/posts/`: the caller read, then a page of posts newest first and the bounded
+  count, the same way;
+- both lists by keyset when given the last row of the page before (`after_id`, and for posts
+  `after_created_at`), as the API's `cursor` does: `WHERE (created_at, id) < ($1, $2)`;
 - `PATCH /api/v1/users/me`: the caller read, then `UPDATE ... RETURNING`;
 - `POST /api/v1/posts/`: the caller read, then `INSERT ... RETURNING`.
 
@@ -18,8 +23,9 @@ limit of each route on this stack, not a copy of how the API does it.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -72,7 +78,31 @@ def public_user(row: Any) -> dict[str, Any]:
 
 Caller = Annotated[dict[str, Any], Depends(current_user)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=10_000)]
+MAX_TOTAL = 10_000
+
+
+async def page_answer(
+    table: str, rows: Sequence[Any], limit: int, offset: int, keyset: bool, cursor: str
+) -> dict[str, Any]:
+    """The API's page: the rows, the bounded total (not counted on a last page by offset, as
+    the API does), and whether there is a next page."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    total: int | None
+    if not keyset and not more and (rows or not offset):
+        total = offset + len(rows)
+    else:
+        total = await pool.fetchval(
+            f"SELECT count(*) FROM (SELECT id FROM {table} LIMIT {MAX_TOTAL + 1}) AS counted"
+        )
+    return {
+        "items": [public_user(row) for row in rows],
+        "total": total if total is not None and total <= MAX_TOTAL else None,
+        "limit": limit,
+        "offset": offset,
+        "next_cursor": cursor if more else None,
+    }
 
 
 class UserUpdate(BaseModel):
@@ -106,15 +136,23 @@ async def patch_me(data: UserUpdate, caller: Caller) -> dict[str, Any]:
 
 
 @app.get("/api/v1/users/")
-async def users_list(caller: Caller, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+async def users_list(
+    caller: Caller, limit: Limit = 50, offset: Offset = 0, after_id: int | None = None
+) -> dict[str, Any]:
     if not caller["is_superuser"]:
         raise HTTPException(403, "Superuser privileges required")
-    rows = await pool.fetch(
-        f"SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2", limit, offset
-    )
-    total = await pool.fetchval("SELECT count(*) FROM users")
-    items = [public_user(row) for row in rows]
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    if after_id is not None:
+        rows = await pool.fetch(
+            f"SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2",
+            after_id,
+            limit + 1,
+        )
+    else:
+        rows = await pool.fetch(
+            f"SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2", limit + 1, offset
+        )
+    cursor = str(rows[min(limit, len(rows)) - 1]["id"]) if rows else ""
+    return await page_answer("users", rows, limit, offset, after_id is not None, cursor)
 
 
 @app.get("/api/v1/users/{user_id}")
@@ -130,14 +168,32 @@ async def user_by_id(user_id: int, caller: Caller) -> dict[str, Any]:
 
 
 @app.get("/api/v1/posts/")
-async def posts_list(_: Caller, limit: Limit = 20, offset: Offset = 0) -> dict[str, Any]:
-    rows = await pool.fetch(
-        f"SELECT {POST_COLUMNS} FROM posts ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2",
-        limit,
-        offset,
-    )
-    total = await pool.fetchval("SELECT count(*) FROM posts")
-    return {"items": [dict(row) for row in rows], "total": total, "limit": limit, "offset": offset}
+async def posts_list(
+    _: Caller,
+    limit: Limit = 20,
+    offset: Offset = 0,
+    after_created_at: datetime | None = None,
+    after_id: int | None = None,
+) -> dict[str, Any]:
+    keyset = after_created_at is not None and after_id is not None
+    if keyset:
+        rows = await pool.fetch(
+            f"SELECT {POST_COLUMNS} FROM posts WHERE (created_at, id) < ($1, $2) "
+            "ORDER BY created_at DESC, id DESC LIMIT $3",
+            after_created_at,
+            after_id,
+            limit + 1,
+        )
+    else:
+        rows = await pool.fetch(
+            f"SELECT {POST_COLUMNS} FROM posts ORDER BY created_at DESC, id DESC "
+            "LIMIT $1 OFFSET $2",
+            limit + 1,
+            offset,
+        )
+    last = rows[min(limit, len(rows)) - 1] if rows else None
+    cursor = f"{last['created_at'].isoformat()}|{last['id']}" if last else ""
+    return await page_answer("posts", rows, limit, offset, keyset, cursor)
 
 
 @app.post("/api/v1/posts/", status_code=201)

@@ -3,6 +3,11 @@
 What it does:
 - creates a throwaway PostgreSQL database (BENCH_POSTGRES_URL, default the local server),
   migrates it and seeds 10,000 users (id 1 is a superuser) and 50,000 posts across them;
+- for the rows at scale (`posts_list_1m`, `users_list_100k`), a second throwaway database copied
+  from a template of 100,000 users and 1,000,000 posts (`--scale-users`, `--scale-posts`),
+  seeded with COPY once and kept (`megapolis_bench_tpl_<key>`, the key made of the schema's
+  Alembic head and the sizes; templates of other keys are dropped); the deep pages' cursors come
+  from the API itself, by following `next_cursor` from the first page to the last;
 - starts the servers, each uvicorn with 1 worker pinned to CPU 0: the API as in production
   (`manage.py run --no-reload`, APP_ENV=production, access log on) once with
   METRICS_ENABLED=true and once with METRICS_ENABLED=false (`--metrics`), R1 (bare FastAPI,
@@ -11,8 +16,9 @@ What it does:
 - pins wrk and PostgreSQL to CPU 1, waits for a quiet machine, runs every target `--rounds`
   times interleaved (each route right after its reference), and reports medians of req/s,
   p50/p99 latency and server CPU µs/request, then checks p99 <= 3 x p50 and 0 errors;
-- prints, last, `bench: root=R auth_me=R ... post_create=R` (ratios to R1 / R2, metrics on),
-  after `bench (metrics off): ...` when both configurations ran.
+- prints, last, `bench: root=R auth_me=R ... users_list_100k=R depth_cost=D` (ratios to R1 / R2,
+  metrics on; `depth_cost`: the API's p50 on the page ~1,000,000 deep ÷ its p50 on the first page
+  of 50,000 posts), after `bench (metrics off): ...` when both configurations ran.
 
 Interrupted (Ctrl-C, SIGTERM), it stops its servers and drops its database before exiting.
 
@@ -39,7 +45,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from hashlib import sha256
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import psycopg
@@ -55,6 +64,12 @@ RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 USERS = 10_000
 POSTS = 50_000
+SCALE_USERS = 100_000
+SCALE_POSTS = 1_000_000
+SEED_VERSION = 1  # bump when the seed's rows change: a new template key
+TEMPLATE_PREFIX = "megapolis_bench_tpl_"
+WALK_LIMIT = 100  # rows per page while following next_cursor to the deep pages
+DEEP_PAGES = 50  # distinct deep cursors the load picks from
 POST_BODY = "A few sentences of a post. " * 10
 TOKENS = 1_000
 STAMP = "bench-stamp"
@@ -116,7 +131,7 @@ class Target:
     server: str  # "api", "api_off" (metrics off), "r1" or "r2"
     load: Load
     lua: str = ""
-    reference: Target | None = None  # what the ratio is taken against
+    reference: Target | None = None  # what the ratio is taken against (None: a reference)
     runs: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -216,10 +231,14 @@ ROUTES = [
     ("users_me", "GET /api/v1/users/me"),
     ("user_by_id", "GET /api/v1/users/{id} (superuser)"),
     ("users_list", "GET /api/v1/users/ (page of 20)"),
-    ("posts_list", "GET /api/v1/posts/ (page of 20)"),
+    ("posts_list", "GET /api/v1/posts/ (first page of 20)"),
     ("patch_me", "PATCH /api/v1/users/me"),
     ("post_create", "POST /api/v1/posts/"),
+    ("posts_list_1m", "GET /api/v1/posts/ (cursor page {depth} deep)"),
+    ("users_list_100k", "GET /api/v1/users/ (cursor page {depth} deep)"),
 ]
+SCALE_KEYS = frozenset({"posts_list_1m", "users_list_100k"})  # served from the scale database
+MAX_DEPTH_COST = 1.2  # the deep page's p50 at most this × the first page's (the contract)
 TARGET_RATIO = 0.70  # issue 8: every authenticated route at least this × its same-work reference
 MAX_TAIL = 3.0  # p99 at most this × p50 on every row
 
@@ -240,24 +259,42 @@ class Bench:
             "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         )
         self.database = f"megapolis_bench_{os.getpid()}"
+        # The rows at scale run on their own database, copied from a kept template.
+        self.scale = bool(SCALE_KEYS & set(args.targets))
+        self.scale_database = f"{self.database}_scale"
+        self.building: str | None = None  # a template being seeded (dropped if interrupted)
+        self.template = ""  # the scale database's template
         self.servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="megapolis-bench-"))
         self.metrics_modes = ["off", "on"] if args.metrics == "both" else [args.metrics]
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
 
     # --- database -------------------------------------------------------------------------
-    def db_url(self, driver: str) -> str:
+    def db_url(self, driver: str, database: str | None = None) -> str:
         info = psycopg.conninfo.conninfo_to_dict(self.admin_url)
         password = f":{info['password']}" if info.get("password") else ""
         host, port = info.get("host", "127.0.0.1"), info.get("port", 5432)
         scheme = "postgresql" if driver == "" else f"postgresql+{driver}"
-        return f"{scheme}://{info.get('user', 'postgres')}{password}@{host}:{port}/{self.database}"
+        name = database or self.database
+        return f"{scheme}://{info.get('user', 'postgres')}{password}@{host}:{port}/{name}"
+
+    def admin(self, statement: sql.Composed) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(statement)
 
     def create_database(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+        self.admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
         print(f"created database {self.database}", flush=True)
-        env = {**os.environ, "DATABASE_URL": self.db_url("asyncpg"), "JWT_SECRET_KEY": SECRET}
+        self.seed(self.database, USERS, POSTS)
+
+    def seed(self, database: str, users: int, posts: int) -> None:
+        """Migrate `database`, then COPY in `users` users (id 1 a superuser) and `posts` posts
+        by random authors, each at its own second of the last year."""
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.db_url("asyncpg", database),
+            "JWT_SECRET_KEY": SECRET,
+        }
         subprocess.run(
             [sys.executable, "manage.py", "upgrade"],
             cwd=PROJECT_ROOT,
@@ -266,35 +303,96 @@ class Bench:
             capture_output=True,
         )
         rng = random.Random(7)
-        with psycopg.connect(self.db_url("")) as conn, conn.cursor() as cur:
+        with psycopg.connect(self.db_url("", database)) as conn, conn.cursor() as cur:
             with cur.copy(
                 "COPY users (email, full_name, is_active, is_superuser, security_stamp, "
                 "created_at, updated_at) FROM STDIN"
             ) as copy:
-                for i in range(1, USERS + 1):
+                for i in range(1, users + 1):
                     copy.write_row(
                         (f"user{i}@example.com", f"User {i}", True, i == 1, STAMP, "now()", "now()")
                     )
-            # Posts over the last year by random authors, each at its own second.
             now = datetime.now(timezone.utc)
             with cur.copy(
                 "COPY posts (title, body, author_id, created_at, updated_at) FROM STDIN"
             ) as copy:
-                for i in range(1, POSTS + 1):
+                for i in range(1, posts + 1):
                     created = now - timedelta(seconds=rng.randrange(365 * 86400))
-                    author = rng.randint(1, USERS)
+                    author = rng.randint(1, users)
                     copy.write_row((f"Post {i}", POST_BODY, author, created, created))
             conn.commit()
-        with psycopg.connect(self.db_url(""), autocommit=True) as conn:
+        with psycopg.connect(self.db_url("", database), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
 
-    def drop_database(self) -> None:
+    def scale_template(self) -> str:
+        """The template of the scale database, seeded once for this schema and these sizes."""
+        # Imported here: only a run at scale needs Alembic's view of the migrations.
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        heads = ScriptDirectory.from_config(Config(str(PROJECT_ROOT / "alembic.ini"))).get_heads()
+        users, posts = self.args.scale_users, self.args.scale_posts
+        key = json.dumps([sorted(heads), users, posts, SEED_VERSION, POST_BODY, STAMP])
+        template = TEMPLATE_PREFIX + sha256(key.encode()).hexdigest()[:16]
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(self.database)
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                    (TEMPLATE_PREFIX + "%",),
+                )
+            ]
+        for stale in names:
+            if stale != template and not stale.endswith("_building"):
+                print(f"dropping the template of another schema or size: {stale}", flush=True)
+                self.admin(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stale))
+                )
+        if template in names:
+            print(f"using the kept template {template}", flush=True)
+            return template
+        # Seeded under another name and renamed when complete: an interrupted seed leaves no
+        # template that looks ready.
+        self.building = f"{template}_{os.getpid()}_building"
+        started = time.monotonic()
+        print(f"seeding {users:,} users and {posts:,} posts into {template} (once)", flush=True)
+        self.admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.building)))
+        self.seed(self.building, users, posts)
+        try:
+            self.admin(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(self.building), sql.Identifier(template)
                 )
             )
+        except psycopg.errors.DuplicateDatabase:  # another run made it meanwhile
+            self.drop(self.building)
+        self.building = None
+        print(f"seeded {template} in {time.monotonic() - started:.0f} s", flush=True)
+        return template
+
+    def create_scale_database(self) -> None:
+        template = self.template = self.scale_template()
+        started = time.monotonic()
+        self.admin(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(self.scale_database), sql.Identifier(template)
+            )
+        )
+        print(
+            f"created database {self.scale_database} from {template} "
+            f"in {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
+
+    def drop(self, database: str) -> None:
+        self.admin(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
+
+    def drop_database(self) -> None:
+        for database in (self.database, self.scale_database, self.building):
+            if database is not None:
+                self.drop(database)
 
     # --- servers --------------------------------------------------------------------------
     def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
@@ -317,31 +415,36 @@ class Bench:
         print(f"started {name} (pid {process.pid}) on port {port}", flush=True)
 
     def start_servers(self) -> None:
-        for mode in self.metrics_modes:
-            api_env = {
-                "APP_ENV": "production",
-                "JWT_SECRET_KEY": SECRET,
-                "DATABASE_URL": self.db_url(self.args.driver),
-                "LOG_LEVEL": "INFO",
-                "METRICS_ENABLED": "true" if mode == "on" else "false",
-            }
-            self.start(
-                "api" if mode == "on" else "api_off",
-                [sys.executable, "manage.py", "run", "--no-reload", "--port", "{port}"],
-                api_env,
-            )
+        databases = [("", self.database)]
+        if self.scale:
+            databases.append(("_scale", self.scale_database))
         uvicorn = [sys.executable, "-m", "uvicorn", "--port", "{port}", "--no-access-log"]
         uvicorn += ["--log-level", "warning"]
-        self.start("r1", [*uvicorn, "bench.ref_bare:app"], {})
-        self.start(
-            "r2",
-            [*uvicorn, "bench.ref_asyncpg:app"],
-            {"JWT_SECRET_KEY": SECRET, "BENCH_ASYNCPG_DSN": self.db_url("")},
-        )
+        for suffix, database in databases:
+            for mode in self.metrics_modes:
+                api_env = {
+                    "APP_ENV": "production",
+                    "JWT_SECRET_KEY": SECRET,
+                    "DATABASE_URL": self.db_url(self.args.driver, database),
+                    "LOG_LEVEL": "INFO",
+                    "METRICS_ENABLED": "true" if mode == "on" else "false",
+                }
+                self.start(
+                    ("api" if mode == "on" else "api_off") + suffix,
+                    [sys.executable, "manage.py", "run", "--no-reload", "--port", "{port}"],
+                    api_env,
+                )
+            if not suffix:
+                self.start("r1", [*uvicorn, "bench.ref_bare:app"], {})
+            self.start(
+                "r2" + suffix,
+                [*uvicorn, "bench.ref_asyncpg:app"],
+                {"JWT_SECRET_KEY": SECRET, "BENCH_ASYNCPG_DSN": self.db_url("", database)},
+            )
         deadline = time.monotonic() + 60
         for name, (process, port) in self.servers.items():
             probe = "/healthz" if name.startswith("api") else "/"
-            probe = "/openapi.json" if name == "r2" else probe
+            probe = "/openapi.json" if name.startswith("r2") else probe
             while True:
                 if process.poll() is not None:
                     raise SystemExit(f"{name} server exited; see {RESULTS_DIR / (name + '.log')}")
@@ -379,34 +482,70 @@ class Bench:
         user_pages = [
             f"/api/v1/users/?limit=20&offset={rng.randrange(0, USERS - 20)}" for _ in range(500)
         ]
-        # The first 50 pages: what readers of a feed actually ask for.
-        post_pages = [
-            f"/api/v1/posts/?limit=20&offset={20 * rng.randrange(50)}" for _ in range(500)
-        ]
         loads = {
             "root": Load("GET", ["/"], [""]),
             "auth_me": Load("GET", ["/auth/me"], tokens),
             "users_me": Load("GET", ["/api/v1/users/me"], tokens),
             "user_by_id": Load("GET", ids, [admin]),
             "users_list": Load("GET", user_pages, [admin]),
-            "posts_list": Load("GET", post_pages, tokens),
+            # The first page: what a feed's readers ask for most, and depth_cost's yardstick.
+            "posts_list": Load("GET", ["/api/v1/posts/?limit=20"], tokens),
             "patch_me": Load("PATCH", ["/api/v1/users/me"], tokens, '{"full_name": "Bench {n}"}'),
             "post_create": Load(
                 "POST", ["/api/v1/posts/"], tokens, '{"title": "Bench {n}", "body": "Hello"}'
             ),
         }
+        # At scale the API's load asks for pages by its own cursors, the reference's by the
+        # last row of the page before (the same keyset query).
+        reference_loads = dict(loads)
+        depths: dict[str, int] = {}
+        # Callers who exist in the scale database too.
+        scale_tokens = [
+            token for i, token in zip(user_ids, tokens, strict=True) if i <= self.args.scale_users
+        ] or [admin]
+        if "posts_list_1m" in self.args.targets:
+            pages = self.deep_pages("/api/v1/posts/", tokens[0])
+            loads["posts_list_1m"] = Load(
+                "GET", [f"/api/v1/posts/?limit=20&cursor={c}" for c, _, _ in pages], scale_tokens
+            )
+            reference_loads["posts_list_1m"] = Load(
+                "GET",
+                [
+                    "/api/v1/posts/?"
+                    + urlencode(
+                        {"limit": 20, "after_created_at": row["created_at"], "after_id": row["id"]}
+                    )
+                    for _, row, _ in pages
+                ],
+                scale_tokens,
+            )
+            depths["posts_list_1m"] = pages[len(pages) // 2][2]
+        if "users_list_100k" in self.args.targets:
+            pages = self.deep_pages("/api/v1/users/", admin)
+            loads["users_list_100k"] = Load(
+                "GET", [f"/api/v1/users/?limit=20&cursor={c}" for c, _, _ in pages], [admin]
+            )
+            reference_loads["users_list_100k"] = Load(
+                "GET",
+                [f"/api/v1/users/?limit=20&after_id={row['id']}" for _, row, _ in pages],
+                [admin],
+            )
+            depths["users_list_100k"] = pages[len(pages) // 2][2]
         targets: list[Target] = []
         for key, label in ROUTES:
             if key not in self.args.targets:
                 continue
             load = loads[key]
+            suffix = "_scale" if key in SCALE_KEYS else ""
+            if key in depths:
+                label = label.format(depth=f"~{depths[key]:,}")
             if key == "root":
                 reference = Target("R1 bare FastAPI", key, "r1", load)
             else:
-                reference = Target(f"R2 {key}", key, "r2", load)
+                reference = Target(f"R2 {key}", key, "r2" + suffix, reference_loads[key])
             targets.append(reference)
             for mode in self.metrics_modes:
-                server = "api" if mode == "on" else "api_off"
+                server = ("api" if mode == "on" else "api_off") + suffix
                 name = label if mode == "on" else f"{label} [metrics off]"
                 targets.append(Target(name, key, server, load, reference=reference))
         for number, target in enumerate(targets):
@@ -414,6 +553,63 @@ class Bench:
             path.write_text(target.load.lua())
             target.lua = str(path)
         return targets
+
+    def deep_pages(self, path: str, token: str) -> list[tuple[str, dict[str, Any], int]]:
+        """The API's cursors of the deepest pages of a list on the scale database, each with
+        the row before it and how many rows come before it: got by following `next_cursor`
+        from the first page to the last, `WALK_LIMIT` rows a page (a cursor is opaque: only
+        the API makes one). Kept beside the results for the template they were walked on, and
+        walked again when the API no longer takes them (a new cursor format)."""
+        port = self.servers["api_scale" if "on" in self.metrics_modes else "api_off_scale"][1]
+        kept = RESULTS_DIR / f"deep-pages-{self.template}-{path.strip('/').replace('/', '-')}.json"
+        if kept.is_file():
+            pages = [(c, row, depth) for c, row, depth in json.loads(kept.read_text())]
+            answer = httpx.get(
+                f"http://127.0.0.1:{port}{path}",
+                params={"limit": 1, "cursor": pages[0][0]},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60,
+            )
+            if answer.is_success:
+                print(f"using the kept cursors of {path} ({kept.name})", flush=True)
+                return pages
+        pages = self.walk(port, path, token)
+        kept.write_text(json.dumps(pages))
+        return pages
+
+    def walk(self, port: int, path: str, token: str) -> list[tuple[str, dict[str, Any], int]]:
+        started = time.monotonic()
+        pages: list[tuple[str, dict[str, Any], int]] = []
+        seen = 0
+        params: dict[str, Any] = {"limit": WALK_LIMIT}
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        ) as client:
+            while True:
+                response = client.get(path, params=params)
+                if not response.is_success:
+                    raise SystemExit(
+                        f"walking {path}: {response.status_code} {response.text[:200]}"
+                    )
+                page = response.json()
+                seen += len(page["items"])
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+                pages.append((cursor, page["items"][-1], seen))
+                pages = pages[-(DEEP_PAGES + 1) :]
+                params = {"limit": WALK_LIMIT, "cursor": cursor}
+        print(
+            f"walked {path} to its last page ({seen:,} rows) in {time.monotonic() - started:.0f} s",
+            flush=True,
+        )
+        # The last cursor's page may be short: the ones before it lead to full pages.
+        deep = pages[:-1] or pages
+        if not deep:
+            raise SystemExit(f"{path} has a single page on the scale database")
+        return deep
 
     def check_answers(self, targets: list[Target]) -> None:
         """Every target answers 2xx before it is measured (a fast 401 would be a lie)."""
@@ -494,6 +690,7 @@ class Bench:
         print(f"| {'target':50s} | req/s | p50 ms | p99 ms | µs/req | errors | ratio |")
         print("|" + "---|" * 7)
         ratios: dict[str, dict[str, float]] = {"on": {}, "off": {}}
+        p50s: dict[str, dict[str, float]] = {"on": {}, "off": {}}  # the API's, by route key
         long_tails: list[str] = []
         with_errors: list[str] = []
         below_target: list[str] = []
@@ -503,8 +700,9 @@ class Bench:
             if target.reference is not None:
                 reference = median(target.reference, "rps")
                 ratio = rps / reference if reference else 0.0
-                mode = "on" if target.server == "api" else "off"
+                mode = "off" if target.server.startswith("api_off") else "on"
                 ratios[mode][target.key] = ratio
+                p50s[mode][target.key] = p50
                 ratio_text = f"{ratio:.2f} × {target.reference.server.upper()}"
                 if target.key != "root" and ratio < TARGET_RATIO:
                     below_target.append(f"{target.name} ({ratio:.2f})")
@@ -530,9 +728,26 @@ class Bench:
             f"check authenticated routes >= {TARGET_RATIO:.2f} × their reference: "
             + ("yes" if not below_target else "NO: " + ", ".join(below_target))
         )
+        depth_costs = {
+            mode: p50s[mode]["posts_list_1m"] / p50s[mode]["posts_list"]
+            for mode in self.metrics_modes
+            if {"posts_list_1m", "posts_list"} <= p50s[mode].keys() and p50s[mode]["posts_list"]
+        }
+        if depth_costs:
+            print(
+                f"check depth_cost <= {MAX_DEPTH_COST:g} (p50 of the page ~1,000,000 deep ÷ p50 "
+                "of the first page of 50,000 posts): "
+                + ", ".join(
+                    f"{'metrics ' + mode}: {cost:.2f} "
+                    + ("yes" if cost <= MAX_DEPTH_COST else "NO")
+                    for mode, cost in depth_costs.items()
+                )
+            )
         print()
         for mode in self.metrics_modes:
             line = " ".join(f"{key}={ratio:.2f}" for key, ratio in ratios[mode].items())
+            if mode in depth_costs:
+                line += f" depth_cost={depth_costs[mode]:.2f}"
             print(("bench: " if mode == "on" else "bench (metrics off): ") + line)
 
     def run(self) -> None:
@@ -549,6 +764,8 @@ class Bench:
         try:
             print(f"seeding {USERS:,} users and {POSTS:,} posts into {self.database}", flush=True)
             self.create_database()
+            if self.scale:
+                self.create_scale_database()
             if self.pinned:
                 pin(postgres_pids(), LOAD_CPU)
             self.start_servers()
@@ -601,6 +818,18 @@ def main() -> None:
     parser.add_argument("--driver", choices=["asyncpg", "psycopg"], default="asyncpg")
     parser.add_argument("--quiet-wait", type=float, default=60.0, help="max wait for quiet CPU")
     parser.add_argument("--max-foreign", type=float, default=0.10, help="foreign cores allowed")
+    parser.add_argument(
+        "--scale-posts",
+        type=int,
+        default=SCALE_POSTS,
+        help="posts in the scale database (posts_list_1m's page is about this deep)",
+    )
+    parser.add_argument(
+        "--scale-users",
+        type=int,
+        default=SCALE_USERS,
+        help="users in the scale database (users_list_100k's page is about this deep)",
+    )
     parser.add_argument(
         "--metrics",
         choices=["both", "on", "off"],

@@ -12,8 +12,11 @@ from fastapi import FastAPI
 from sqlalchemy import inspect, text
 
 from app.authentication import read_caller
+from app.db.base import Base
 from app.db.database import Database
+from app.db.rows import read_by_id
 from app.main import create_app
+from app.models.post import Post
 from app.models.user import User
 from tests.conftest import (
     ADMIN_PG_URL,
@@ -27,8 +30,8 @@ from tests.conftest import (
 on_postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 
 
-def column_values(user: User) -> dict[str, object]:
-    return {attr.key: attr.value for attr in inspect(user).attrs}
+def column_values(row: Base) -> dict[str, object]:
+    return {attr.key: attr.value for attr in inspect(row).attrs}
 
 
 @on_postgresql
@@ -91,5 +94,28 @@ async def test_a_killed_pooled_connection_costs_the_caller_nothing(
             answer = await http.get("/auth/me", headers=headers)
             assert answer.status_code == 200, answer.text
             assert answer.json()["user"]["email"] == "killed@example.com"
-    [retried] = [r.getMessage() for r in app_log.records if "caller failed" in r.getMessage()]
+    [retried] = [r.getMessage() for r in app_log.records if "by id failed" in r.getMessage()]
     assert "connection" in retried.split("(", 1)[1], retried
+
+
+async def test_a_read_by_id_in_a_read_session_gives_what_the_session_gives(
+    app: FastAPI, make_user: UserFactory
+) -> None:
+    """`read_by_id` (app/db/rows.py) in a read session reads outside the ORM (on the driver on
+    asyncpg): the same values as `session.get`, detached; in a write session it is
+    `session.get` (the object joins the unit of work)."""
+    database: Database = app.state.database
+    author = await make_user("author@example.com", full_name="Ada")
+    async with database.sessionmaker() as session:
+        post = await Post.create(session, title="Hello", body="World", author_id=author.id)
+        await session.commit()
+    for model, id in ((User, author.id), (Post, post.id)):
+        async with database.sessionmaker() as session:
+            in_session = await read_by_id(session, model, id)
+            assert in_session is not None and in_session in session
+            expected = column_values(in_session)
+        async with database.read_sessionmaker() as session:
+            read = await read_by_id(session, model, id)
+            assert read is not None and inspect(read).detached
+            assert column_values(read) == expected
+            assert await read_by_id(session, model, id + 1000) is None

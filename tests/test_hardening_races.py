@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete, event
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from app.config import Settings
 from app.dependencies import SessionDep
@@ -35,17 +35,41 @@ RACES = 40
 
 @contextmanager
 def row_deleted_before_flush(table: Any, row_id: int) -> Iterator[None]:
-    """Every flush in this block first deletes row `row_id` of `table` in the same transaction:
-    the request's UPDATE then matches no row, as when a concurrent DELETE commits first."""
+    """Every flush, and every UPDATE statement a session runs (`app/db/rows.py`'s
+    `update_row`), in this block first deletes row `row_id` of `table` on the same connection
+    (in the same transaction, when there is one): the request's UPDATE then matches no row, as
+    when a concurrent DELETE commits first."""
 
     def delete_row(session: Session, _: UOWTransaction, __: Any) -> None:
         session.connection().execute(delete(table).where(table.c.id == row_id))
 
+    def delete_row_before_update(state: ORMExecuteState) -> None:
+        if state.is_update:
+            state.session.connection().execute(delete(table).where(table.c.id == row_id))
+
     event.listen(Session, "before_flush", delete_row)
+    event.listen(Session, "do_orm_execute", delete_row_before_update)
     try:
         yield
     finally:
         event.remove(Session, "before_flush", delete_row)
+        event.remove(Session, "do_orm_execute", delete_row_before_update)
+
+
+@contextmanager
+def row_deleted_when_a_session_takes_its_connection(table: Any, row_id: int) -> Iterator[None]:
+    """The same for a use case of one statement run outside the ORM's execution
+    (`app/db/rows.py`): row `row_id` of `table` is deleted as the session takes the connection
+    that statement will run on."""
+
+    def delete_row(_session: Session, _transaction: Any, connection: Any) -> None:
+        connection.execute(delete(table).where(table.c.id == row_id))
+
+    event.listen(Session, "after_begin", delete_row)
+    try:
+        yield
+    finally:
+        event.remove(Session, "after_begin", delete_row)
 
 
 def assert_404(response: httpx.Response) -> None:
@@ -72,9 +96,22 @@ async def test_patch_of_own_record_deleted_before_its_flush_is_404(
     client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
 ) -> None:
     user = await make_user()
-    with row_deleted_before_flush(User.__table__, user.id):
+    with row_deleted_when_a_session_takes_its_connection(User.__table__, user.id):
         patched = await client.patch(USERS + "me", headers=auth(user), json={"full_name": "Gone"})
     assert_404(patched)
+
+
+async def test_a_post_whose_author_is_deleted_under_it_is_409(
+    client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
+) -> None:
+    """POST /posts/ is one INSERT (on asyncpg, run on the driver: app/db/rows.py): the author
+    deleted between their authentication and that INSERT makes it violate the foreign key,
+    answered as any integrity error (409), not 500."""
+    author = await make_user()
+    with row_deleted_when_a_session_takes_its_connection(User.__table__, author.id):
+        created = await client.post(POSTS, headers=auth(author), json={"title": "Orphan"})
+    assert created.status_code == 409, created.text
+    assert created.json() == {"detail": "Conflict with an existing record"}
 
 
 async def test_patch_of_a_post_deleted_before_its_flush_is_404(

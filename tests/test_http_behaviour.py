@@ -8,6 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.middlewares.request_context import vary_on_origin
 from tests.conftest import AuthHeaders, UserFactory, make_settings, one_database
 from tests.tokens import token_for
 
@@ -101,6 +102,28 @@ async def test_cors_preflight_allows_authorization_and_supabase_header(
     assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
     allowed = response.headers["access-control-allow-headers"].lower()
     assert "authorization" in allowed and "sb-abcd-auth-token" in allowed
+
+
+@one_database
+async def test_every_answer_varies_on_origin_as_cors_says(client: httpx.AsyncClient) -> None:
+    """A request without `Origin` skips the CORS middleware (app/middlewares/request_context.py)
+    but its answer still says `Vary: Origin`, as that middleware's would; one with `Origin`
+    gets that middleware's answer."""
+    plain = await client.get("/")
+    assert plain.status_code == 200 and plain.headers.get_list("vary") == ["Origin"]
+    assert "access-control-allow-origin" not in plain.headers
+    cross = await client.get("/", headers={"Origin": "http://localhost:3000"})
+    assert cross.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert cross.headers.get_list("vary") == ["Origin"]
+    assert cross.headers["access-control-expose-headers"] == "X-Request-ID, Retry-After"
+    foreign = await client.get("/", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in foreign.headers
+    assert foreign.headers.get_list("vary") == ["Origin"]
+    # An answer that varies already: one Vary header, as CORSMiddleware writes it.
+    assert vary_on_origin([(b"vary", b"Accept"), (b"x", b"1")]) == [
+        (b"x", b"1"),
+        (b"vary", b"Accept, Origin"),
+    ]
 
 
 @one_database

@@ -30,12 +30,21 @@ def _refuse_writes(_session: Session, _flush_context: Any, _instances: Any) -> N
 
 
 def create_sessionmaker(
-    engine: AsyncEngine, sync_session_class: type[Session] = Session
+    engine: AsyncEngine,
+    sync_session_class: type[Session] = Session,
+    info: dict[str, Any] | None = None,
 ) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: objects stay readable after a commit, without implicit async I/O.
     return async_sessionmaker(
-        engine, expire_on_commit=False, autoflush=False, sync_session_class=sync_session_class
+        engine,
+        expire_on_commit=False,
+        autoflush=False,
+        sync_session_class=sync_session_class,
+        info=info,
     )
+
+
+_DATABASE = "megapolis.database"  # the key of a request session's `Database` in `session.info`
 
 
 class Database:
@@ -43,7 +52,8 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
-        self.sessionmaker = create_sessionmaker(self.engine)
+        # Each session knows the facts below about its database (`Database.of`).
+        self.sessionmaker = create_sessionmaker(self.engine, info={_DATABASE: self})
         self.uses_transaction_pooler = settings.uses_transaction_pooler
         # asyncpg prepares a statement (Parse, Sync) and then runs it (Bind, Execute, Sync):
         # outside a transaction a transaction pooler may send the second half to another server
@@ -65,12 +75,21 @@ class Database:
             # Traced, every query goes through the engine, whose instrumentation makes its span.
             and not settings.OTEL_EXPORTER_OTLP_ENDPOINT
         )
-        """Whether the caller's read may run on asyncpg's connection itself, outside SQLAlchemy's
-        execution layer (`app/authentication.py`)."""
-        self.read_sessionmaker = create_sessionmaker(self.autocommit_engine, ReadOnlySession)
+        """Whether a read by id may run on asyncpg's connection itself, outside SQLAlchemy's
+        execution layer (`app/db/rows.py`: the caller's read, and by-id reads in read
+        sessions)."""
+        self.read_sessionmaker = create_sessionmaker(
+            self.autocommit_engine, ReadOnlySession, info={_DATABASE: self}
+        )
         """Sessions for routes that only read. Each query sees what is committed when it runs
         (READ COMMITTED, as inside a transaction), but two queries are not one snapshot: a page
         and its total may be a row apart while others write."""
+
+    @staticmethod
+    def of(session: AsyncSession) -> Database | None:
+        """The `Database` whose sessionmaker made `session` (None for `open_session`'s)."""
+        database: Database | None = session.info.get(_DATABASE)
+        return database
 
     async def dispose(self) -> None:
         await self.engine.dispose()

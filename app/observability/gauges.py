@@ -28,7 +28,7 @@ SAMPLE_SECONDS = 1.0
 
 
 class RequestsInFlight:
-    """Requests this process is serving (`MetricsMiddleware` counts them). No lock: one event
+    """Requests this process is serving (`HttpMetrics` counts them). No lock: one event
     loop per process changes it."""
 
     count = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.pagination import Page, PageParams, paginate
+from app.db.rows import autocommit, insert_row, read_by_id
 from app.errors import PostNotFound
 from app.models.post import Post
 from app.models.user import User
@@ -18,7 +19,8 @@ from app.services.audit_event import Actor, Changes, diff, record
 class PostService:
     @staticmethod
     async def create_post(session: AsyncSession, author: User, data: PostCreateRequest) -> Post:
-        post = await Post.create(session, author_id=author.id, **data.model_dump())
+        await autocommit(session)  # the use case is the INSERT alone: one round trip
+        post = await insert_row(session, Post, {**data.model_dump(), "author_id": author.id})
         await session.commit()
         return post
 
@@ -31,7 +33,7 @@ class PostService:
 
     @staticmethod
     async def get_post(session: AsyncSession, post_id: int) -> Post:
-        post = await Post.get_by_id(session, post_id)
+        post = await read_by_id(session, Post, post_id)
         if post is None:
             raise PostNotFound()
         return post

@@ -12,8 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.pagination import Page, PageParams, paginate
-from app.errors import EmailAlreadyRegistered, PermissionDenied, UserNotFound
-from app.models.user import User
+from app.db.rows import autocommit, read_by_id, update_row
+from app.errors import EmailAlreadyRegistered, NotFound, PermissionDenied, UserNotFound
+from app.models.user import User, new_security_stamp
 from app.schemas.user import UserCreateRequest, UserUpdateRequest
 from app.services.audit_event import Actor, diff, record, record_user_update
 
@@ -46,7 +47,7 @@ class UserService:
 
     @staticmethod
     async def find_user(session: AsyncSession, user_id: int) -> User:
-        user = await User.get_by_id(session, user_id)
+        user = await read_by_id(session, User, user_id)
         if user is None:
             raise UserNotFound()
         return user
@@ -64,24 +65,31 @@ class UserService:
         for field in PRIVILEGED_FIELDS & changes.keys():
             if changes[field] is None:
                 del changes[field]
-        email_changes = "email" in changes and changes["email"] != user.email
-        if email_changes and await User.get_by_email(session, changes["email"]) is not None:
-            raise EmailAlreadyRegistered()
         if not changes:
             return user
-        session.add(user)  # the caller was read outside this session (app/authentication.py)
+        email_changes = "email" in changes and changes["email"] != user.email
+        changed = diff(user, changes)  # before the new stamp joins `changes`: never audited
         if email_changes or (changes.get("is_active") is False and user.is_active):
             # A token must not outlive the address or the access it was issued for; reactivating
             # later does not bring these tokens back.
-            user.revoke_tokens()
-        record_user_update(session, actor, user, diff(user, changes))
+            changes["security_stamp"] = new_security_stamp()
+        if email_changes and await User.get_by_email(session, changes["email"]) is not None:
+            raise EmailAlreadyRegistered()
+        if changed and actor.id != user.id:
+            # Audited: the event and the UPDATE in one transaction.
+            record_user_update(session, actor, user, changed)
+        elif not email_changes:
+            await autocommit(session)  # the use case is the UPDATE alone: one round trip
         try:
-            await user.update(session, **changes)
+            updated = await update_row(session, User, user.id, changes)
+            if updated is None:  # deleted meanwhile: answered as a row vanished under any request
+                raise NotFound()
             await session.commit()
         except IntegrityError as exc:
+            # Another request took the address between our check and our update.
             await session.rollback()
             raise EmailAlreadyRegistered() from exc
-        return user
+        return updated
 
     @staticmethod
     async def delete_user(session: AsyncSession, actor: Actor, user: User) -> None:

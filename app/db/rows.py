@@ -1,0 +1,345 @@
+"""One row by primary key, read or written in one statement: the one place every resource's
+by-id read, single-row insert and single-row update go through (the caller's read included).
+
+- `read_by_id(session, Model, id)`: in a request's write session (`SessionDep`) it is
+  `session.get` (the row joins the session's unit of work, to be changed or deleted). In a
+  read session (`ReadSessionDep`) nothing will be changed, so the row is read outside the ORM:
+  one SELECT, built once per model, and the object built from the row as the ORM's loader
+  would, detached. On asyncpg (`Database.reads_on_driver`) that SELECT runs on asyncpg's own
+  connection (still taken from the engine's pool), skipping SQLAlchemy's execution layer: the
+  read costs about a quarter of the ORM's (docs/performance.md).
+- `read_detached(database, Model, id)`: the same read where there is no session (the caller's
+  read, `app/authentication.py`).
+- `autocommit(session)`: said by a use case that is one statement, before that statement: it
+  runs outside a transaction, one round trip (not BEGIN, statement, COMMIT). A use case of
+  several statements does not say it, and keeps them in one transaction.
+- `insert_row(session, Model, values)`, `update_row(session, Model, id, values)`: one
+  `INSERT … RETURNING` / `UPDATE … RETURNING` through the session, the model's Python-side
+  defaults included (`created_at`, `updated_at`…); the object is built from the returned row,
+  detached. When the session runs it outside a transaction (`autocommit`) on asyncpg
+  (`Database.reads_on_driver`), the statement (compiled by SQLAlchemy once per model and set of
+  columns) runs with asyncpg's `fetchrow` on the session's own connection, as the reads do:
+  SQLAlchemy's execution layer cost 2-3 × the statement (docs/performance.md). A unique or
+  foreign-key violation is raised as SQLAlchemy's `IntegrityError`, as everywhere else; any
+  other failure discards the connection. In a transaction, SQLAlchemy runs the statement.
+
+Objects read or written here are detached: read their attributes freely (they are all loaded);
+to change one through the unit of work, `session.add(obj)` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+from sqlalchemy import Column, Engine, Select, Table, bindparam, insert, select, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import class_mapper, make_transient_to_detached
+from sqlalchemy.util import await_only, greenlet_spawn
+
+from app.db.database import Database, ReadOnlySession
+
+logger = logging.getLogger("app.db")
+
+ModelT = TypeVar("ModelT")
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What reading and building one model's rows needs, made once per model."""
+
+    table: Table
+    primary_key: str
+    select_by_id: Select[Any]
+    attribute_names: tuple[str, ...]
+    columns: Mapping[str, Column[Any]]  # by attribute name
+
+    def columns_of(self, values: Mapping[str, Any]) -> dict[Column[Any], Any]:
+        return {self.columns[name]: value for name, value in values.items()}
+
+    def build(self, model: type[ModelT], row: Sequence[Any]) -> ModelT:
+        """The object the ORM's loader would build from `row` (every column), detached."""
+        obj: ModelT = class_mapper(model).class_manager.new_instance()
+        obj.__dict__.update(zip(self.attribute_names, row, strict=True))
+        make_transient_to_detached(obj)
+        return obj
+
+
+_SHAPES: dict[type[Any], _Shape] = {}
+_DRIVER_READS: dict[tuple[type[Any], str], _DriverRead] = {}
+
+
+def _shape(model: type[Any]) -> _Shape:
+    shape = _SHAPES.get(model)
+    if shape is None:
+        shape = _SHAPES[model] = _make_shape(model)
+    return shape
+
+
+def _make_shape(model: type[Any]) -> _Shape:
+    mapper = class_mapper(model)
+    table = mapper.local_table
+    assert isinstance(table, Table) and len(mapper.primary_key) == 1, model
+    key = mapper.primary_key[0]
+    return _Shape(
+        table=table,
+        primary_key=mapper.get_property_by_column(key).key,
+        select_by_id=select(table).where(key == bindparam("id")),
+        attribute_names=tuple(mapper.get_property_by_column(c).key for c in table.c),
+        columns={mapper.get_property_by_column(c).key: c for c in table.c},
+    )
+
+
+@dataclass(frozen=True)
+class _DriverRead:
+    """The by-id SELECT as the driver is sent it (`... WHERE users.id = $1::INTEGER`), and each
+    column's result processor for this dialect and the type the driver reports for it (what
+    SQLAlchemy applies to a row: a custom type's `process_result_value`, a Numeric as float)."""
+
+    sql: str
+    processors: tuple[Processor, ...]
+
+    def process(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None else process(value)
+            for value, process in zip(row, self.processors, strict=True)
+        )
+
+
+def _driver_read(model: type[Any], dialect: Dialect, driver_connection: Any) -> _DriverRead:
+    made = _DRIVER_READS.get((model, dialect.driver))
+    if made is None:
+        shape = _shape(model)
+        sql = str(shape.select_by_id.compile(dialect=dialect))
+        # Prepared once to learn each column's type as the driver reports it, as SQLAlchemy's
+        # own asyncpg cursor does for its result's description.
+        prepared = await_only(driver_connection.prepare(sql))
+        processors = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, attribute.type.oid)
+            for column, attribute in zip(shape.table.c, prepared.get_attributes(), strict=True)
+        )
+        made = _DRIVER_READS[model, dialect.driver] = _DriverRead(sql, processors)
+    return made
+
+
+class BrokenConnection(Exception):
+    """A read on the driver failed on a connection taken from the pool, now discarded."""
+
+
+async def read_detached(database: Database, model: type[ModelT], id: int) -> ModelT | None:
+    """The row of `model` with primary key `id`, read outside any session, or None.
+
+    On the driver: if the statement fails on a pooled connection (killed by a restart, a
+    failover, an idle timeout), that connection is discarded and the read is done once more the
+    ordinary way, which reports a failure as any other query does (and replaces the pool's
+    other stale connections at once). A failed checkout or a timeout is not retried: the
+    ordinary way would only fail, or wait, the same again."""
+    sync_engine = database.autocommit_engine.sync_engine
+    row: Sequence[Any] | None = None
+    read_again = True
+    # Checkout, query and checkin in one hop to the sync engine, not one each.
+    if database.reads_on_driver:
+        try:
+            row = await greenlet_spawn(_row_on_driver, sync_engine, model, id)
+            read_again = False
+        except BrokenConnection as exc:
+            cause = exc.__cause__
+            logger.warning(
+                "Reading a %s by id failed on a pooled connection (%s: %s); reading it again",
+                model.__name__,
+                type(cause).__name__,
+                str(cause).partition("\n")[0][:200],
+            )
+    if read_again:
+        row = await greenlet_spawn(_row_on_engine, sync_engine, model, id)
+    return None if row is None else _shape(model).build(model, row)
+
+
+async def read_by_id(session: AsyncSession, model: type[ModelT], id: int) -> ModelT | None:
+    """The row of `model` with primary key `id`, or None: in a read session, read outside the
+    ORM and detached (`read_detached`); in any other session, `session.get`."""
+    database = Database.of(session)
+    if database is None or not isinstance(session.sync_session, ReadOnlySession):
+        return await session.get(model, id)
+    return await read_detached(database, model, id)
+
+
+def _row_on_engine(engine: Engine, model: type[Any], id: int) -> Sequence[Any] | None:
+    with engine.connect() as connection:
+        return connection.execute(_shape(model).select_by_id, {"id": id}).first()
+
+
+def _row_on_driver(engine: Engine, model: type[Any], id: int) -> Sequence[Any] | None:
+    # A failed checkout (the database down) is raised as is: the engine would fail the same way.
+    connection = engine.pool.connect()
+    try:
+        driver_connection: Any = connection.driver_connection
+        read = _driver_read(model, engine.dialect, driver_connection)
+        row = await_only(driver_connection.fetchrow(read.sql, id))
+    except BaseException as exc:
+        # As SQLAlchemy does with a connection whose statement failed or was cancelled: its
+        # state is unknown, so it is closed rather than handed to the next request.
+        connection.invalidate()
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or not isinstance(exc, Exception):
+            raise  # a slow database (waiting twice won't help), a cancelled request
+        raise BrokenConnection() from exc
+    finally:
+        connection.close()
+    return None if row is None else read.process(row)
+
+
+async def autocommit(session: AsyncSession) -> None:
+    """This session's use case is one statement: run it outside a transaction, one round trip
+    instead of three (BEGIN, the statement, COMMIT). Say it before that statement; the service
+    still commits, which then sends nothing. Where autocommit is not allowed (asyncpg behind a
+    transaction pooler, `Database.allows_autocommit`), or outside a request's session, the
+    statement runs in a transaction as usual."""
+    database = Database.of(session)
+    if database is not None and database.allows_autocommit and not session.in_transaction():
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+@dataclass(frozen=True)
+class _DriverWrite:
+    """An `INSERT/UPDATE … RETURNING` as the driver is sent it, with the names of its bind
+    parameters in the driver's `$n` order and each one's bind processor."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Processor, ...]
+
+    def parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        return [
+            values[name] if process is None else process(values[name])
+            for name, process in zip(self.names, self.processors, strict=True)
+        ]
+
+
+_DRIVER_WRITES: dict[tuple[type[Any], str, str, frozenset[str]], _DriverWrite] = {}
+_ID = "row_id"  # the bind parameter of an UPDATE's primary key (the values' are "v_<name>")
+
+
+def _driver_write(
+    model: type[Any], kind: str, keys: frozenset[str], dialect: Dialect
+) -> _DriverWrite:
+    cache_key = (model, kind, dialect.driver, keys)
+    made = _DRIVER_WRITES.get(cache_key)
+    if made is None:
+        shape = _shape(model)
+        # Bind parameters named apart from the columns (SQLAlchemy keeps those names for itself).
+        values: dict[Any, Any] = {shape.columns[k]: bindparam(f"v_{k}") for k in sorted(keys)}
+        statement: Any
+        if kind == "insert":
+            statement = insert(shape.table)
+        else:
+            key_column = shape.columns[shape.primary_key]
+            statement = update(shape.table).where(key_column == bindparam(_ID))
+        compiled = statement.values(values).returning(*shape.table.c).compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        processors = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        )
+        made = _DRIVER_WRITES[cache_key] = _DriverWrite(str(compiled), names, processors)
+    return made
+
+
+def _with_defaults(shape: _Shape, values: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    """`values` and, for each column not in them, its Python-side default (INSERT) or
+    `onupdate` (UPDATE), as SQLAlchemy's execution would add them; None when one of those is
+    not a plain value or function (a SQL expression, a sequence): that statement takes
+    SQLAlchemy's own execution."""
+    complete = dict(values)
+    for name, column in shape.columns.items():
+        default = column.default if kind == "insert" else column.onupdate
+        if name in complete or default is None:
+            continue
+        if default.is_scalar:
+            complete[name] = default.arg  # type: ignore[attr-defined]
+        elif default.is_callable:
+            # SQLAlchemy wraps a function of no argument as one of the execution context.
+            complete[name] = default.arg(None)  # type: ignore[attr-defined]
+        else:
+            return None
+    return complete
+
+
+async def _write_on_driver(
+    session: AsyncSession,
+    model: type[ModelT],
+    kind: str,
+    values: Mapping[str, Any],
+    id: int | None = None,
+) -> ModelT | None | bool:
+    """The statement run with asyncpg's `fetchrow` on the session's own connection, when that
+    connection runs outside a transaction (`autocommit`, a one-statement use case) on asyncpg
+    (`Database.reads_on_driver`): SQLAlchemy's execution layer costs 2-3 × the statement
+    (docs/performance.md). False when this statement takes SQLAlchemy's execution instead."""
+    database = Database.of(session)
+    if database is None or not database.reads_on_driver:
+        return False
+    connection = await session.connection()
+    fairy = await connection.get_raw_connection()
+    if not getattr(fairy.dbapi_connection, "autocommit", False):
+        return False  # in a transaction: the statement is one of several, SQLAlchemy runs it
+    shape = _shape(model)
+    complete = _with_defaults(shape, values, kind)
+    if complete is None:
+        return False
+    write = _driver_write(model, kind, frozenset(complete), connection.dialect)
+    parameters = write.parameters(
+        {**{f"v_{name}": value for name, value in complete.items()}, _ID: id}
+    )
+    try:
+        row = await fairy.driver_connection.fetchrow(write.sql, *parameters)  # type: ignore[union-attr]
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        # As SQLAlchemy reports it: the services and the handlers expect this one.
+        raise IntegrityError(write.sql, parameters, exc) from exc
+    except BaseException:
+        # The connection's state is unknown: closed rather than handed to the next request.
+        await connection.invalidate()
+        raise
+    if row is None:
+        return None
+    read = await greenlet_spawn(_driver_read, model, connection.dialect, fairy.driver_connection)
+    return shape.build(model, read.process(row))
+
+
+async def insert_row(
+    session: AsyncSession, model: type[ModelT], values: Mapping[str, Any]
+) -> ModelT:
+    """`INSERT … RETURNING` one row of `model` through the session; the new object, detached."""
+    written = await _write_on_driver(session, model, "insert", values)
+    if written is not False:
+        assert written is not None  # an INSERT … RETURNING returns its row
+        return written  # type: ignore[return-value]
+    shape = _shape(model)
+    statement = insert(shape.table).values(shape.columns_of(values)).returning(*shape.table.c)
+    row = (await session.execute(statement)).one()
+    return shape.build(model, row)
+
+
+async def update_row(
+    session: AsyncSession, model: type[ModelT], id: int, values: Mapping[str, Any]
+) -> ModelT | None:
+    """`UPDATE … RETURNING` the row of `model` with primary key `id` through the session (its
+    `onupdate` columns too); the changed object, detached, or None when there is no such row."""
+    written = await _write_on_driver(session, model, "update", values, id)
+    if written is not False:
+        return written  # type: ignore[return-value]
+    shape = _shape(model)
+    statement = (
+        update(shape.table)
+        .where(shape.columns[shape.primary_key] == id)
+        .values(shape.columns_of(values))
+        .returning(*shape.table.c)
+    )
+    row = (await session.execute(statement)).first()
+    return None if row is None else shape.build(model, row)
