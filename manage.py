@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -26,9 +27,12 @@ from app.db.errors import describe_database_error as describe
 from app.db.errors import is_database_error
 from app.db.probe import probe_database
 from app.fields import Email
+from app.models.audit_event import AuditEvent
 from app.models.user import User
 from app.observability.json_logs import uvicorn_log_config
 from app.observability.multiprocess import shared_metrics_directory
+from app.schemas.user import UserCreateRequest, UserUpdateRequest
+from app.services.audit_event import CLI, AuditEventService
 from app.services.supabase_sync import SupabaseSync, SyncTotals, TooManyDeactivations
 from app.services.user import UserService
 from app.supabase.admin import DEFAULT_PER_PAGE, MAX_PER_PAGE, SupabaseAdmin, SupabaseAdminError
@@ -261,23 +265,25 @@ def run_on_users(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coroutine)
     except DBAPIError as exc:
-        if "users" in str(exc.orig) and ("exist" in str(exc.orig) or "no such" in str(exc.orig)):
+        reason = str(exc.orig)
+        table = next((name for name in ("audit_events", "users") if name in reason), None)
+        if table is not None and ("exist" in reason or "no such" in reason):
             raise CLIError(
-                "the users table does not exist; run `python manage.py upgrade` first"
+                f"the {table} table does not exist; run `python manage.py upgrade` first"
             ) from exc
         raise
 
 
 async def make_superuser(email: str) -> tuple[User, bool]:
+    """Create the superuser, or promote and reactivate the user: through the same service as the
+    API, audited as done by `cli`."""
     async with open_session() as session:
         user = await User.get_by_email(session, email)
-        created = user is None
         if user is None:
-            user = await User.create(session, email=email, is_superuser=True, is_active=True)
-        else:
-            await user.update(session, is_superuser=True, is_active=True)
-        await session.commit()
-        return user, created
+            created = UserCreateRequest(email=email, is_superuser=True)
+            return await UserService.create_user(session, CLI, created), True
+        promoted = UserUpdateRequest(is_superuser=True, is_active=True)
+        return await UserService.update_user(session, CLI, user, promoted), False
 
 
 @cli.command("create-superuser")
@@ -297,7 +303,7 @@ async def revoke_all_tokens(email: str) -> User | None:
     async with open_session() as session:
         user = await User.get_by_email(session, email)
         if user is not None:
-            await UserService.revoke_tokens(session, user)
+            await UserService.revoke_tokens(session, CLI, user)
         return user
 
 
@@ -309,6 +315,39 @@ def revoke_tokens(email: Annotated[str, typer.Argument(help="The user's email")]
     if user is None:
         raise CLIError(f"no user with email {email!r}")
     typer.echo(f"revoked every API token of {user.email} (id {user.id})")
+
+
+async def latest_events(email: str | None, limit: int) -> list[AuditEvent]:
+    async with open_session() as session:
+        user_id = None
+        if email is not None:
+            user = await User.get_by_email(session, email)
+            if user is None:
+                raise CLIError(f"no user with email {email!r}")
+            user_id = user.id
+        return await AuditEventService.latest(session, limit=limit, user_id=user_id)
+
+
+def describe_event(event: AuditEvent) -> str:
+    actor = event.actor if event.actor_id is None else f"{event.actor}:{event.actor_id}"
+    changes = json.dumps(event.changes, ensure_ascii=False, sort_keys=True)
+    return (
+        f"{event.at.isoformat(timespec='seconds')} #{event.id} {actor} {event.action} "
+        f"{event.target_type}:{event.target_id} {changes} request={event.request_id or '-'}"
+    )
+
+
+@cli.command()
+@expected_errors
+def audit(
+    email: Annotated[
+        str | None, typer.Option(help="Only events whose actor or target is this account")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many events")] = 20,
+) -> None:
+    """Print the latest audit events, newest first, one a line."""
+    for event in run_on_users(latest_events(email, limit)):
+        typer.echo(describe_event(event))
 
 
 async def sync_with_supabase(

@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     REDIS_URL: str | None = None
     # Exchanges (GET /auth/verify_supabase_token) per client address, e.g. "60/minute".
     RATE_LIMIT_EXCHANGE: str = "60/minute"
+    # Sign-in attempts at /admin/login per client address (each asks Supabase's password grant).
+    RATE_LIMIT_ADMIN_LOGIN: str = "10/minute"
 
     @field_validator("LOG_FORMAT", mode="before")
     @classmethod
@@ -151,10 +153,10 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         return None if value is None else check_redis_url("REDIS_URL", value)
 
-    @field_validator("RATE_LIMIT_EXCHANGE")
+    @field_validator("RATE_LIMIT_EXCHANGE", "RATE_LIMIT_ADMIN_LOGIN")
     @classmethod
-    def _check_rate_limit_exchange(cls, value: str) -> str:
-        return check_rate_limit("RATE_LIMIT_EXCHANGE", value)
+    def _check_rate_limit(cls, value: str, info: ValidationInfo) -> str:
+        return check_rate_limit(str(info.field_name), value)
 
     @field_validator("CORS_ORIGINS", "ALLOWED_HOSTS", "JWT_PREVIOUS_SECRET_KEYS", mode="before")
     @classmethod

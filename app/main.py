@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from app import api_docs
+from app.admin.site import install_admin
 from app.config import Settings, get_settings
 from app.db.database import Database
 from app.exception_handlers import install_exception_handlers
@@ -61,6 +62,7 @@ def create_app(
     own_routes = list(app.router.routes)
     routers = include_routers(app, settings)
     route_templates = RouteTemplates(routers, own_routes=own_routes)
+    install_admin(app, settings)  # /admin, for superusers (app/admin/)
     document_common_errors(app)
     install_exception_handlers(app)
     # OpenTelemetry only with OTEL_EXPORTER_OTLP_ENDPOINT (None otherwise; nothing installed).

@@ -13,7 +13,7 @@ from fastapi.utils import generate_unique_id
 
 from app.config import Settings
 from app.observability import scrape
-from app.routes import auth, health, post, supabase_webhook, user
+from app.routes import audit_event, auth, health, post, supabase_webhook, user
 
 API_V1_PREFIX = "/api/v1"
 
@@ -25,6 +25,7 @@ ROUTERS: Routers = [
     (supabase_webhook.router, ""),
     (user.router, API_V1_PREFIX),
     (post.router, API_V1_PREFIX),
+    (audit_event.router, API_V1_PREFIX),
 ]
 
 

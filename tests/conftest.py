@@ -60,6 +60,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "APP_ENV": "test",
         "CORS_ORIGINS": "http://localhost:3000,http://localhost:5173",
         "RATE_LIMIT_EXCHANGE": "100000/minute",  # tests/test_rate_limit.py sets its own
+        "RATE_LIMIT_ADMIN_LOGIN": "100000/minute",  # tests/test_admin.py sets its own
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -102,6 +102,8 @@ def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str, forks: Manag
         rows = conn.execute("SELECT email, is_superuser FROM users").fetchall()
     assert rows == [("boss@example.com", 1)]
 
+    assert manage("downgrade", "-1", database_url=sqlite_url).returncode == 0
+    assert "audit_events" not in tables(sqlite_url)  # the last revision reverted
     assert manage("downgrade", "0002", database_url=sqlite_url).returncode == 0
     assert "security_stamp" not in columns(sqlite_url, "users")  # 0003 reverted
     assert manage("downgrade", "base", database_url=sqlite_url).returncode == 0
@@ -109,6 +111,7 @@ def test_upgrade_downgrade_and_superuser_on_sqlite(sqlite_url: str, forks: Manag
     assert manage("upgrade", database_url=sqlite_url).returncode == 0
     assert "users" in tables(sqlite_url)
     assert "security_stamp" in columns(sqlite_url, "users")
+    assert "audit_events" in tables(sqlite_url)
 
 
 def test_the_cli_takes_any_spelling_of_a_domain(sqlite_url: str, forks: ManageForks) -> None:

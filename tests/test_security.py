@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy import text
+from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -189,7 +190,9 @@ async def test_every_route_is_in_the_openapi_inventory(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     """API9: nothing is served that the schema (which the fuzzing walks) does not list, except
-    the documentation itself. Routers come from app/router.py (ROUTERS, and /metrics)."""
+    the documentation itself and the admin site (server-rendered pages under /admin, for
+    signed-in superusers: tests/test_admin.py). Routers come from app/router.py (ROUTERS, and
+    /metrics)."""
     schema = (await client.get("/openapi.json")).json()
     documented = {
         (path, method.upper()) for path, methods in schema["paths"].items() for method in methods
@@ -204,10 +207,11 @@ async def test_every_route_is_in_the_openapi_inventory(
     assert served == documented
     top_level = [route for route in app.routes if isinstance(route, Route)]
     assert sorted(route.path for route in top_level) == sorted(DOCS_PATHS)
-    # The docs' own assets (app/api_docs.py): static files, nothing else.
+    # The docs' own assets (app/api_docs.py), and the admin site (tests/test_admin.py).
     mounts = [route for route in app.routes if isinstance(route, Mount)]
     assert [(mount.path, type(mount.app)) for mount in mounts] == [
-        (api_docs.ASSETS_PATH, StaticFiles)
+        (api_docs.ASSETS_PATH, StaticFiles),
+        ("/admin", Starlette),
     ]
     assert len(app.routes) == len(top_level) + len(routers) + len(mounts)
 

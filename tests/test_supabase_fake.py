@@ -272,6 +272,14 @@ class TestSignInEndpoints:
                 400,
                 "email_not_confirmed",
             ),
+            # GoTrue's order: an unconfirmed email is told only with the right password; a ban
+            # before the password is checked; no password, no email, a deleted user: as unknown.
+            ({"email": "unconfirmed@example.com", "password": "x"}, 400, "invalid_credentials"),
+            ({"email": "banned@example.com", "password": "wrong-1"}, 400, "user_banned"),
+            ({"email": "a@example.com"}, 400, "invalid_credentials"),
+            ({"password": "secret1"}, 400, "invalid_credentials"),
+            ({"email": "nopassword@example.com", "password": ""}, 400, "invalid_credentials"),
+            ({"email": "deleted@example.com", "password": "secret1"}, 400, "invalid_credentials"),
         ],
     )
     def test_sign_in_refusals(
@@ -280,6 +288,11 @@ class TestSignInEndpoints:
         supabase_fake.create_user("a@example.com", password="secret1")
         supabase_fake.create_user(
             "unconfirmed@example.com", password="secret1", email_confirmed=False
+        )
+        supabase_fake.ban_user(supabase_fake.create_user("banned@example.com", password="secret1"))
+        supabase_fake.create_user("nopassword@example.com")
+        supabase_fake.soft_delete_user(
+            supabase_fake.create_user("deleted@example.com", password="secret1")
         )
         response = self.post(supabase_fake, TOKEN_PATH + "?grant_type=password", body)
         assert (response.status_code, response.json()["error_code"]) == (status, error_code)

@@ -7,6 +7,10 @@ load nothing. The documentation pages (Swagger UI, ReDoc) run inline scripts and
 assets (app/api_docs.py), so they and the assets get neither the CSP nor `no-store`; they still
 cannot be framed.
 
+The admin site (/admin, server-rendered pages) loads its own scripts, styles and fonts from
+/admin/statics and runs a few inline scripts (SQLAdmin's, and the CSRF one): its CSP allows
+'self' and inline code, nothing from elsewhere, and forms may only post to this origin.
+
 `Strict-Transport-Security` belongs to whatever terminates TLS (the reverse proxy).
 """
 
@@ -24,6 +28,18 @@ EVERY_ANSWER: list[Header] = [
 API_ANSWER: list[Header] = [
     *EVERY_ANSWER,
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"cache-control", b"no-store"),
+]
+
+ADMIN_PREFIX = "/admin"
+ADMIN_ANSWER: list[Header] = [
+    *EVERY_ANSWER,
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self' 'unsafe-inline'; "
+        b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
     (b"cache-control", b"no-store"),
 ]
 
@@ -47,6 +63,11 @@ def with_security_headers(
     headers: list[Header], path: str, docs_paths: Container[str]
 ) -> list[Header]:
     """`headers` plus the security headers the answer does not set itself."""
-    extra = EVERY_ANSWER if path in docs_paths else API_ANSWER
+    if path in docs_paths:
+        extra = EVERY_ANSWER
+    elif path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+        extra = ADMIN_ANSWER
+    else:
+        extra = API_ANSWER
     present = {name.lower() for name, _ in headers}
     return headers + [header for header in extra if header[0] not in present]

@@ -36,6 +36,7 @@ from app.rate_limit.config import parse_rate_limit
 logger = logging.getLogger("app.rate_limit")
 
 EXCHANGE = "exchange"  # GET /auth/verify_supabase_token
+ADMIN_LOGIN = "admin_login"  # POST /admin/login
 KEY_PREFIX = "megapolis"  # Redis keys: megapolis:LIMITER/<limit name>/<client>/<count>/<period>
 REDIS_SOCKET_TIMEOUT = 0.25  # seconds to connect to Redis, and to wait for one reply
 CALL_BUDGET = 0.5  # seconds one limiter call may take in all, whatever Redis does
@@ -150,7 +151,10 @@ def redis_connection_pool(url: str) -> ConnectionPool:
 def create_rate_limiter(settings: Settings) -> RateLimiter:
     """The limiter of one app; it connects to Redis only when first used, so the app starts
     (and fails open) while Redis is down."""
-    limits = {EXCHANGE: parse_rate_limit(settings.RATE_LIMIT_EXCHANGE)}
+    limits = {
+        EXCHANGE: parse_rate_limit(settings.RATE_LIMIT_EXCHANGE),
+        ADMIN_LOGIN: parse_rate_limit(settings.RATE_LIMIT_ADMIN_LOGIN),
+    }
     if settings.REDIS_URL is None:
         return RateLimiter(MemoryStorage(wrap_exceptions=True), limits)
     pool = redis_connection_pool(settings.REDIS_URL)

@@ -16,6 +16,7 @@ from app.logging import identify_user
 from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.errors import responses
 from app.schemas.user import CurrentUserResponse, UserSummary
+from app.services.audit_event import Actor
 from app.services.auth import AuthService
 from app.services.user import UserService
 
@@ -73,5 +74,5 @@ async def read_me(user: CurrentUser) -> CurrentUserResponse:
 async def logout(user: CurrentUser, session: SessionDep) -> Response:
     """Sign out everywhere: every API token of the caller issued so far answers 401 from now on
     (this one included). A token from a new exchange works at once."""
-    await UserService.revoke_tokens(session, user)
+    await UserService.revoke_tokens(session, Actor.of(user), user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

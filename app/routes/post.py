@@ -16,6 +16,7 @@ from app.fields import MAX_INT_ID
 from app.models.post import Post
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.post import PostCreateRequest, PostPage, PostResponse, PostUpdateRequest
+from app.services.audit_event import Actor
 from app.services.post import PostService
 
 router = APIRouter(prefix="/posts", tags=["posts"], responses=responses(401, 503))
@@ -65,13 +66,15 @@ async def read_post(post_id: PostId, session: ReadSessionDep, _: CurrentUser) ->
 @router.patch(
     "/{post_id}", response_model=PostResponse, responses=responses(*BODY_ERRORS, 403, 404)
 )
-async def update_post(data: PostUpdateRequest, post: EditablePost, session: SessionDep) -> Post:
+async def update_post(
+    data: PostUpdateRequest, post: EditablePost, session: SessionDep, caller: CurrentUser
+) -> Post:
     """Change a post (its author, or a superuser)."""
-    return await PostService.update_post(session, post, data)
+    return await PostService.update_post(session, Actor.of(caller), post, data)
 
 
 @router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(403, 404))
-async def delete_post(post: EditablePost, session: SessionDep) -> Response:
+async def delete_post(post: EditablePost, session: SessionDep, caller: CurrentUser) -> Response:
     """Delete a post (its author, or a superuser)."""
-    await PostService.delete_post(session, post)
+    await PostService.delete_post(session, Actor.of(caller), post)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -18,6 +18,7 @@ from app.dependencies import SessionDep
 from app.errors import NotAuthenticated, NotFound
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.supabase_webhook import SupabaseUserEvent
+from app.services.audit_event import WEBHOOK
 from app.services.supabase_sync import SupabaseSync
 
 
@@ -75,5 +76,5 @@ async def supabase_webhook(event: SupabaseUserEvent, session: SessionDep) -> Res
     404 when SUPABASE_WEBHOOK_SECRET is not set; 401 without `Authorization: Bearer <secret>`;
     422 for a body that is not such a webhook.
     """
-    await SupabaseSync.apply(session, event)
+    await SupabaseSync.apply(session, event, WEBHOOK)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

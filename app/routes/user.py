@@ -19,6 +19,7 @@ from app.fields import MAX_INT_ID
 from app.models.user import User
 from app.schemas.errors import BODY_ERRORS, responses
 from app.schemas.user import UserCreateRequest, UserPage, UserResponse, UserUpdateRequest
+from app.services.audit_event import Actor
 from app.services.user import UserService
 
 router = APIRouter(prefix="/users", tags=["users"], responses=responses(401, 503))
@@ -64,9 +65,9 @@ async def list_users(
     status_code=status.HTTP_201_CREATED,
     responses=responses(*BODY_ERRORS, 403, 409),
 )
-async def create_user(data: UserCreateRequest, session: SessionDep, _: Superuser) -> User:
+async def create_user(data: UserCreateRequest, session: SessionDep, actor: Superuser) -> User:
     """Create a user (superuser only)."""
-    return await UserService.create_user(session, data)
+    return await UserService.create_user(session, Actor.of(actor), data)
 
 
 @router.get("/me", response_model=UserResponse)
@@ -79,7 +80,7 @@ async def read_own_user(user: CurrentUser) -> User:
 async def update_own_user(data: UserUpdateRequest, session: SessionDep, user: CurrentUser) -> User:
     """Change the caller's own record; `email`, `is_active` and `is_superuser` need a
     superuser."""
-    return await UserService.update_user(session, user, user, data)
+    return await UserService.update_user(session, Actor.of(user), user, data)
 
 
 @router.get("/{user_id}", response_model=UserResponse, responses=responses(403, 404))
@@ -96,13 +97,13 @@ async def update_user(
 ) -> User:
     """Change a user's record (superuser, or the user itself). Deactivating a user or changing
     their email revokes their API tokens."""
-    return await UserService.update_user(session, actor, user, data)
+    return await UserService.update_user(session, Actor.of(actor), user, data)
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(403, 404))
-async def delete_user(user: EditableUser, session: SessionDep) -> Response:
+async def delete_user(user: EditableUser, session: SessionDep, actor: CurrentUser) -> Response:
     """Delete a user and their data (superuser, or the user itself)."""
-    await UserService.delete_user(session, user)
+    await UserService.delete_user(session, Actor.of(actor), user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -111,8 +112,8 @@ async def delete_user(user: EditableUser, session: SessionDep) -> Response:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(403, 404),
 )
-async def revoke_user_tokens(user_id: UserId, session: SessionDep, _: Superuser) -> Response:
+async def revoke_user_tokens(user_id: UserId, session: SessionDep, actor: Superuser) -> Response:
     """Revoke every API token of a user (superuser only): they answer 401 from now on."""
     user = await UserService.find_user(session, user_id)
-    await UserService.revoke_tokens(session, user)
+    await UserService.revoke_tokens(session, Actor.of(actor), user)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

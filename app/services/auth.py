@@ -24,6 +24,7 @@ from app.models.user import User
 from app.schemas.auth import SupabaseTokenExchange
 from app.schemas.user import UserSummary
 from app.security import issue_token
+from app.services.audit_event import Actor, record
 from app.supabase.client import SupabaseAuth
 from app.supabase.identity import SupabaseIdentity, is_usable_email
 
@@ -139,6 +140,10 @@ async def link_or_create(
     active(holder)
     if not await claim_link(session, holder, identity.id):
         raise LinkLost()
+    # Audited although the account's own sign-in makes it: it is the moment a Supabase identity
+    # takes over an account that someone else (a superuser, the CLI) made.
+    link = {"supabase_id": [None, identity.id]}
+    record(session, Actor.of(holder), "user.link", "user", holder.id, link)
     return holder
 
 

@@ -1,6 +1,7 @@
 """The rules about posts. Each public method is one use case and owns its transaction (it
 commits); it returns models (one, or a `Page` of them). Who may change a post is checked before
-these run, by the route's `EditablePost` dependency (the author, or a superuser)."""
+these run, by the route's `EditablePost` dependency (the author, or a superuser); a change by
+anyone but the author is audited in the same transaction (app/services/audit_event.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app.errors import PostNotFound
 from app.models.post import Post
 from app.models.user import User
 from app.schemas.post import PostCreateRequest, PostUpdateRequest
+from app.services.audit_event import Actor, Changes, diff, record
 
 
 class PostService:
@@ -37,14 +39,20 @@ class PostService:
         return post
 
     @staticmethod
-    async def update_post(session: AsyncSession, post: Post, data: PostUpdateRequest) -> Post:
+    async def update_post(
+        session: AsyncSession, actor: Actor, post: Post, data: PostUpdateRequest
+    ) -> Post:
         changes = data.model_dump(exclude_unset=True)
         if changes:
+            changed = diff(post, changes)
+            record(session, actor, "post.update", "post", post.id, changed, owner_id=post.author_id)
             await post.update(session, **changes)
             await session.commit()
         return post
 
     @staticmethod
-    async def delete_post(session: AsyncSession, post: Post) -> None:
+    async def delete_post(session: AsyncSession, actor: Actor, post: Post) -> None:
+        gone: Changes = {"title": [post.title, None], "author_id": [post.author_id, None]}
+        record(session, actor, "post.delete", "post", post.id, gone, owner_id=post.author_id)
         await post.delete(session)
         await session.commit()

@@ -20,6 +20,10 @@ sync compares states: for a linked account, the Supabase user's confirmed email 
 Both are idempotent: a deleted user's account is unlinked (found no more), a ban is recorded, an
 email taken is the local one. Each account's changes are one transaction, made through
 functions that take the session. Lines name users by id, never by email.
+
+Each change is audited in its transaction (app/services/audit_event.py), as made by `webhook` or
+`sync`: a Supabase deletion is `user.deactivate`, a ban `user.revoke_tokens`, a new email
+`user.update`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.user import User
 from app.schemas.supabase_webhook import AuthUserRecord, SupabaseUserEvent
+from app.services.audit_event import SYNC, Actor, Changes, plain, record
 from app.supabase.identity import is_usable_email, supabase_email
 
 logger = logging.getLogger("app.supabase")
@@ -121,17 +126,18 @@ class SupabaseAdminUsers(Protocol):
 
 class SupabaseSync:
     @staticmethod
-    async def apply(session: AsyncSession, event: SupabaseUserEvent) -> None:
-        """A Database Webhook call: its effect, logged."""
+    async def apply(session: AsyncSession, event: SupabaseUserEvent, actor: Actor) -> None:
+        """A Database Webhook call: its effect, logged and audited as made by `actor`."""
         change = None
         if event.type == "DELETE" and event.old_record is not None:
-            change = await reconcile(session, event.old_record.supabase_id, None)
+            change = await reconcile(session, event.old_record.supabase_id, None, actor=actor)
         elif event.type == "UPDATE" and event.record is not None and event.old_record is not None:
             change = await reconcile(
                 session,
                 event.record.supabase_id,
                 event.record,
                 email_is_news=confirms_new_email(event.record, event.old_record),
+                actor=actor,
             )
         # INSERT: the account is made at the user's first sign-in, not before.
         if change is not None:
@@ -184,7 +190,7 @@ class SupabaseSync:
                 raise TooManyDeactivations(gone, max_deactivations)
             warn(TooManyDeactivations(gone, max_deactivations).args[0])
         for supabase_id, record in states:
-            change = await reconcile(session, supabase_id, record, dry_run=dry_run)
+            change = await reconcile(session, supabase_id, record, dry_run=dry_run, actor=SYNC)
             if change is None:
                 continue
             for line in change.lines(dry_run=dry_run):
@@ -246,6 +252,7 @@ async def reconcile(
     *,
     email_is_news: bool = True,
     dry_run: bool = False,
+    actor: Actor,
 ) -> Change | None:
     """Bring the account linked to `supabase_id` in line with `record` (None: the Supabase user
     no longer exists), in one transaction. `email_is_news`: whether the record's confirmed email
@@ -259,7 +266,7 @@ async def reconcile(
     if dry_run or change.kind is None:
         await session.rollback()
         return change
-    make(user, change)
+    make(session, user, change, actor)
     try:
         await session.commit()
     except IntegrityError:
@@ -270,7 +277,7 @@ async def reconcile(
         if user is None or change.kind is None:
             await session.rollback()
             return change
-        make(user, change)
+        make(session, user, change, actor)
         await session.commit()
     return change
 
@@ -319,8 +326,10 @@ async def plan_email(session: AsyncSession, user: User, email: str, change: Chan
     change.new_email = email
 
 
-def make(user: User, change: Change) -> None:
-    """The planned change, on the session's `user` (committed by the caller)."""
+def make(session: AsyncSession, user: User, change: Change, actor: Actor) -> None:
+    """The planned change, on the session's `user`, and its audit events (committed by the
+    caller)."""
+    audit(session, user, change, actor)
     if change.deactivate:
         user.is_active = False
         user.supabase_id = None
@@ -330,6 +339,29 @@ def make(user: User, change: Change) -> None:
         user.email = change.new_email  # a token must not outlive the address it was issued for
     if change.kind is not None:
         user.revoke_tokens()
+
+
+def audit(session: AsyncSession, user: User, change: Change, actor: Actor) -> None:
+    if change.deactivate:
+        gone: Changes = {
+            "is_active": [user.is_active, False],
+            "supabase_id": [user.supabase_id, None],
+        }
+        record(session, actor, "user.deactivate", "user", user.id, gone)
+    if change.ban_until is not None:
+        ban = {
+            "supabase_banned_until": [plain(user.supabase_banned_until), plain(change.ban_until)]
+        }
+        record(session, actor, "user.revoke_tokens", "user", user.id, ban)
+    if change.new_email is not None:
+        record(
+            session,
+            actor,
+            "user.update",
+            "user",
+            user.id,
+            {"email": [user.email, change.new_email]},
+        )
 
 
 def confirms_new_email(row: AuthUserRecord, old: AuthUserRecord) -> bool:

@@ -81,6 +81,20 @@ class SupabaseAuth:
                 return verify_claims(token, key, key.algorithm_name)
         return await self.fetch_identity(token)
 
+    async def sign_in_with_password(self, email: str, password: str) -> SupabaseIdentity:
+        """The Supabase user these credentials are for (`remote.CredentialsRefused` if none);
+        with the publishable key when set, else the service-role key. The session Supabase
+        opens is not kept: only who the user is matters here (the admin site's sign-in)."""
+        self.ensure_configured()
+        return await remote.password_grant(
+            self.http,
+            self.auth_url,
+            email,
+            password,
+            api_key=self.settings.supabase_api_key,
+            deadline=self.deadline,
+        )
+
     async def fetch_identity(self, token: str) -> SupabaseIdentity:
         """Ask `/auth/v1/user`: the current record, with `email_confirmed_at`."""
         self.ensure_configured()

@@ -1,4 +1,6 @@
-"""Ask Supabase Auth who a token belongs to (`GET /auth/v1/user`), and map every answer to ours.
+"""Ask Supabase Auth who a token belongs to (`GET /auth/v1/user`), or whose an email and password
+are (`POST /auth/v1/token?grant_type=password`, the admin site's sign-in), and map every answer
+to ours.
 
 Supabase's answer → ours:
 - 200 with a JSON object that has a string `id` → the user; any other 200 → 503;
@@ -7,7 +9,12 @@ Supabase's answer → ours:
   `error_code` or `msg`) → 503 and an ERROR log line: our configuration is wrong, not the token;
 - 429, 5xx, anything else, a timeout or no connection → 503 with `Retry-After`.
 
-Log lines carry statuses and Supabase's error codes, never a token or a header value.
+The password grant: 200 → the session's `user` (the session's tokens are dropped at once);
+400 (`invalid_credentials`, `email_not_confirmed`, `user_banned`, ...) → `CredentialsRefused`;
+the gateway's 401 and everything else as above.
+
+Log lines carry statuses and Supabase's error codes, never a token, a password or a header
+value.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import httpx
 
 from app.errors import InvalidSupabaseToken, SupabaseUnavailable
 from app.observability.metrics import SUPABASE_REQUEST_DURATION
+from app.supabase.identity import SupabaseIdentity, identity_from_user
 
 logger = logging.getLogger("app.supabase")
 
@@ -54,6 +62,81 @@ async def get(
     elapsed = time.perf_counter() - started
     SUPABASE_REQUEST_DURATION.labels(call, str(response.status_code)).observe(elapsed)
     return response
+
+
+async def post(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    call: str,
+    deadline: float,
+    headers: dict[str, str],
+    json: dict[str, str],
+) -> httpx.Response:
+    """POST within `deadline` seconds in all, as `get` does."""
+    started = time.perf_counter()
+    try:
+        response = await asyncio.wait_for(http.post(url, headers=headers, json=json), deadline)
+    except (httpx.HTTPError, asyncio.TimeoutError) as exc:
+        SUPABASE_REQUEST_DURATION.labels(call, "error").observe(time.perf_counter() - started)
+        logger.warning("Supabase did not answer: %s", type(exc).__name__)
+        raise SupabaseUnavailable(retry_after=RETRY_AFTER_SECONDS) from exc
+    elapsed = time.perf_counter() - started
+    SUPABASE_REQUEST_DURATION.labels(call, str(response.status_code)).observe(elapsed)
+    return response
+
+
+class CredentialsRefused(Exception):
+    """Supabase refused the email and password (wrong, unconfirmed email, banned user...).
+    The message is GoTrue's error code, for the log."""
+
+
+async def password_grant(
+    http: httpx.AsyncClient,
+    auth_url: str,
+    email: str,
+    password: str,
+    *,
+    api_key: tuple[str, str] | None,
+    deadline: float,
+) -> SupabaseIdentity:
+    """The Supabase user whose `email` and `password` these are, as `grant_type=password`
+    answers (what supabase-js's `signInWithPassword` calls)."""
+    headers = {"X-Supabase-Api-Version": API_VERSION}
+    if api_key is not None:
+        headers["apikey"] = api_key[1]
+    response = await post(
+        http,
+        f"{auth_url}/token?grant_type=password",
+        call="password",
+        deadline=deadline,
+        headers=headers,
+        json={"email": email, "password": password},
+    )
+    status = response.status_code
+    body = json_body(response)
+    if status == 200:
+        user = body.get("user") if isinstance(body, dict) else None
+        if isinstance(user, dict):
+            try:
+                return identity_from_user(user)
+            except ValueError:
+                pass
+        logger.warning("Supabase answered the password grant without a usable user")
+        raise SupabaseUnavailable(retry_after=RETRY_AFTER_SECONDS)
+    if status == 401 and is_gateway_key_refusal(body):
+        name = api_key[0] if api_key is not None else "no key"
+        logger.error("Supabase refused our API key (401 from its gateway): check %s", name)
+        raise SupabaseUnavailable(
+            "Supabase refused this server's credentials; the server is misconfigured",
+            retry_after=None,
+        )
+    if status in (400, 401, 403, 404, 422):
+        code = error_code(body)
+        logger.info("Supabase refused a password sign-in: %s %s", status, code)
+        raise CredentialsRefused(code)
+    logger.warning("Supabase answered %s %s", status, error_code(body))
+    raise SupabaseUnavailable(retry_after=retry_after(response))
 
 
 async def fetch_user(

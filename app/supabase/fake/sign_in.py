@@ -91,14 +91,19 @@ def logout(fake: FakeSupabase, target: str, headers: dict[str, str]) -> Answer:
 
 
 def _password_grant(fake: FakeSupabase, headers: dict[str, str], params: Json) -> Answer:
+    """GoTrue's checks in its order: no such (or deleted) user, or no password → 400
+    `invalid_credentials`; banned → 400 `user_banned` (before the password is checked); wrong
+    password → `invalid_credentials`; email not confirmed → 400 `email_not_confirmed`."""
     email, password = params.get("email"), params.get("password")
-    user = fake.find_user(email) if isinstance(email, str) else None
-    if user is None or user.password is None or user.password != password:
+    user = fake.find_user(email) if isinstance(email, str) and email else None
+    if user is None or user.deleted_at is not None or user.password is None:
+        return gotrue_error(headers, 400, "invalid_credentials", INVALID_CREDENTIALS)
+    if user.banned:
+        return gotrue_error(headers, 400, "user_banned", "User is banned")
+    if not isinstance(password, str) or user.password != password:
         return gotrue_error(headers, 400, "invalid_credentials", INVALID_CREDENTIALS)
     if user.email_confirmed_at is None:
         return gotrue_error(headers, 400, "email_not_confirmed", "Email not confirmed")
-    if user.banned:
-        return gotrue_error(headers, 400, "user_banned", "User is banned")
     return json_answer(200, fake.new_session(user))
 
 

@@ -318,6 +318,27 @@ export interface paths {
         patch: operations["posts-update_post"];
         trace?: never;
     };
+    "/api/v1/audit-events/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit log, newest first, filtered by every parameter given (superuser only); paged like every list (`limit`, and `cursor` or `offset`)
+         * @description The audit log, newest first, filtered by every parameter given (superuser only); paged
+         *     like every list (`limit`, and `cursor` or `offset`).
+         */
+        get: operations["audit-list_audit_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -342,6 +363,57 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AuditEventPage */
+        AuditEventPage: {
+            /** Items */
+            items: components["schemas"]["AuditEventResponse"][];
+            /**
+             * Total
+             * @description How many rows the list's filters match: exact up to 10,000, null above
+             */
+            total: number | null;
+            /** Limit */
+            limit: number;
+            /**
+             * Offset
+             * @description How many rows come before this page
+             */
+            offset: number;
+            /**
+             * Next Cursor
+             * @description Pass it as `cursor` for the next page; null on the last page
+             */
+            next_cursor: string | null;
+        };
+        /** AuditEventResponse */
+        AuditEventResponse: {
+            /** Id */
+            id: number;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /** Actor Id */
+            actor_id: number | null;
+            /**
+             * Actor
+             * @enum {string}
+             */
+            actor: "user" | "superuser" | "webhook" | "sync" | "cli";
+            /** Action */
+            action: string;
+            /** Target Type */
+            target_type: string;
+            /** Target Id */
+            target_id: number;
+            /** Changes */
+            changes: {
+                [key: string]: unknown[];
+            };
+            /** Request Id */
+            request_id: string | null;
+        };
         /**
          * AuthUserRecord
          * @description The columns of an `auth.users` row the API reads.
@@ -2460,6 +2532,102 @@ export interface operations {
             };
             /** @description The request body is larger than the limit (MAX_BODY_BYTES) */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The URL is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The request headers are larger than 64 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database or Supabase is unavailable, or the server already holds all the request bodies it may (MAX_INFLIGHT_BODY_BYTES), or this client's share of them (MAX_CLIENT_INFLIGHT_BODY_BYTES) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    "audit-list_audit_events": {
+        parameters: {
+            query?: {
+                /** @description `user`, `post`, ... */
+                target_type?: string | null;
+                target_id?: number | null;
+                actor_id?: number | null;
+                /** @description `user.deactivate`, `post.delete`, ... */
+                action?: string | null;
+                /** @description Rows per page */
+                limit?: number;
+                /** @description Rows to skip (not with `cursor`) */
+                offset?: number | null;
+                /** @description The `next_cursor` of the page before (not with `offset`) */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEventPage"];
+                };
+            };
+            /** @description Bad request: a body that cannot be read (e.g. JSON that is not UTF-8), more than one `Authorization` header, or a `Host` outside ALLOWED_HOSTS */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Missing, invalid or expired token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,0 +1,1 @@
+"""The admin site (SQLAdmin) at /admin: `install_admin` in `app/admin/site.py`."""
