@@ -184,8 +184,9 @@ async def test_a_one_statement_use_case_is_one_round_trip(
         assert read.status_code == 200 and read.json()["full_name"] == "Ada Lovelace"
         assert (executed, round_trips) == (["SELECT", "SELECT"], 2)
 
-        # Two statements (the record, then its change), on the very connection the UPDATE
-        # above ran on outside a transaction: in one transaction again.
+        # A superuser changing someone else's record: the record, its change and the audit row
+        # (issue 16), on the very connection the UPDATE above ran on outside a transaction: in
+        # one transaction again.
         names = iter(["Bea", "Bea Smith"])
         renamed, executed, _ = await second_time(
             lambda: http.patch(
@@ -194,7 +195,7 @@ async def test_a_one_statement_use_case_is_one_round_trip(
             statements,
         )
         assert renamed.status_code == 200 and renamed.json()["full_name"] == "Bea Smith"
-        assert executed == ["SELECT", "BEGIN", "SELECT", "UPDATE", "COMMIT"]
+        assert executed == ["SELECT", "BEGIN", "SELECT", "UPDATE", "INSERT", "COMMIT"]
 
 
 async def test_a_use_case_of_several_statements_is_one_transaction(
