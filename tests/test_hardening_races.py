@@ -20,6 +20,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete, event
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.pool import Pool
 
 from app.config import Settings
 from app.dependencies import SessionDep
@@ -57,19 +58,28 @@ def row_deleted_before_flush(table: Any, row_id: int) -> Iterator[None]:
 
 
 @contextmanager
-def row_deleted_when_a_session_takes_its_connection(table: Any, row_id: int) -> Iterator[None]:
-    """The same for a use case of one statement run outside the ORM's execution
-    (`app/db/rows.py`): row `row_id` of `table` is deleted as the session takes the connection
-    that statement will run on."""
+def row_deleted_before_the_one_statement(table: Any, row_id: int) -> Iterator[None]:
+    """The same for a use case of one statement (`app/db/rows.py` `autocommit`), which runs it
+    on a pooled connection outside a transaction: row `row_id` of `table` is deleted, and
+    committed, when the request takes its second connection (the first reads the caller), just
+    before that statement runs on it."""
+    checkouts = 0
 
-    def delete_row(_session: Session, _transaction: Any, connection: Any) -> None:
-        connection.execute(delete(table).where(table.c.id == row_id))
+    def delete_row(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        nonlocal checkouts
+        checkouts += 1
+        if checkouts == 2:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"DELETE FROM {table.name} WHERE id = {int(row_id)}")
+            cursor.close()
+            dbapi_connection.commit()
 
-    event.listen(Session, "after_begin", delete_row)
+    event.listen(Pool, "checkout", delete_row)
     try:
         yield
     finally:
-        event.remove(Session, "after_begin", delete_row)
+        event.remove(Pool, "checkout", delete_row)
+    assert checkouts >= 2, "the request took no connection for its statement"
 
 
 def assert_404(response: httpx.Response) -> None:
@@ -96,7 +106,7 @@ async def test_patch_of_own_record_deleted_before_its_flush_is_404(
     client: httpx.AsyncClient, make_user: UserFactory, auth: AuthHeaders
 ) -> None:
     user = await make_user()
-    with row_deleted_when_a_session_takes_its_connection(User.__table__, user.id):
+    with row_deleted_before_the_one_statement(User.__table__, user.id):
         patched = await client.patch(USERS + "me", headers=auth(user), json={"full_name": "Gone"})
     assert_404(patched)
 
@@ -108,7 +118,7 @@ async def test_a_post_whose_author_is_deleted_under_it_is_409(
     deleted between their authentication and that INSERT makes it violate the foreign key,
     answered as any integrity error (409), not 500."""
     author = await make_user()
-    with row_deleted_when_a_session_takes_its_connection(User.__table__, author.id):
+    with row_deleted_before_the_one_statement(User.__table__, author.id):
         created = await client.post(POSTS, headers=auth(author), json={"title": "Orphan"})
     assert created.status_code == 409, created.text
     assert created.json() == {"detail": "Conflict with an existing record"}

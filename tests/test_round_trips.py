@@ -184,6 +184,21 @@ async def test_a_one_statement_use_case_is_one_round_trip(
         assert read.status_code == 200 and read.json()["full_name"] == "Ada Lovelace"
         assert (executed, round_trips) == (["SELECT", "SELECT"], 2)
 
+        # A page of a list and its bounded total: one statement (app/db/pagination.py), by
+        # offset and by cursor; no transaction.
+        first, executed, round_trips = await second_time(
+            lambda: http.get("/api/v1/users/?limit=1", headers=auth(admin)), statements
+        )
+        assert first.status_code == 200 and first.json()["total"] == 2, first.text
+        assert (executed, round_trips) == (["SELECT", "SELECT"], 2)
+        cursor = first.json()["next_cursor"]
+        after, executed, round_trips = await second_time(
+            lambda: http.get(f"/api/v1/users/?limit=1&cursor={cursor}", headers=auth(admin)),
+            statements,
+        )
+        assert after.status_code == 200 and after.json()["total"] == 2, after.text
+        assert (executed, round_trips) == (["SELECT", "SELECT"], 2)
+
         # A superuser changing someone else's record: the record, its change and the audit row
         # (issue 16), on the very connection the UPDATE above ran on outside a transaction: in
         # one transaction again.

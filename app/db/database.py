@@ -29,6 +29,27 @@ def _refuse_writes(_session: Session, _flush_context: Any, _instances: Any) -> N
     raise RuntimeError("this session only reads: change data through SessionDep / a service")
 
 
+class RequestSession(AsyncSession):
+    """The app's sessions. Why a subclass: in a session that never took a connection and
+    holds no object, `commit` and `close` have nothing to send or release, yet SQLAlchemy's
+    async bridge still spends a greenlet hop and its transaction bookkeeping on each (about
+    60 µs a request, docs/performance.md). Such sessions are common here: a one-statement use
+    case runs its statement on a pooled connection of its own (`app/db/rows.py` `autocommit`),
+    and the caller's read and by-id reads do too. Anything else behaves as `AsyncSession`."""
+
+    def _untouched(self) -> bool:
+        sync = self.sync_session
+        return not sync.in_transaction() and not sync.identity_map and not sync.new
+
+    async def commit(self) -> None:
+        if not self._untouched():
+            await super().commit()
+
+    async def close(self) -> None:
+        if not self._untouched():
+            await super().close()
+
+
 def create_sessionmaker(
     engine: AsyncEngine,
     sync_session_class: type[Session] = Session,
@@ -37,6 +58,7 @@ def create_sessionmaker(
     # expire_on_commit=False: objects stay readable after a commit, without implicit async I/O.
     return async_sessionmaker(
         engine,
+        class_=RequestSession,
         expire_on_commit=False,
         autoflush=False,
         sync_session_class=sync_session_class,
@@ -82,8 +104,8 @@ class Database:
             self.autocommit_engine, ReadOnlySession, info={_DATABASE: self}
         )
         """Sessions for routes that only read. Each query sees what is committed when it runs
-        (READ COMMITTED, as inside a transaction), but two queries are not one snapshot: a page
-        and its total may be a row apart while others write."""
+        (READ COMMITTED, as inside a transaction), but two queries are not one snapshot (a page
+        and its total are one query: `app/db/pagination.py`)."""
 
     @staticmethod
     def of(session: AsyncSession) -> Database | None:

@@ -19,7 +19,8 @@ inserted or deleted meanwhile. `OFFSET n` reads and drops n rows, so it is cappe
 whose columns are the filter's then the order's (see `Post`'s), or deep pages scan.
 
 `total` counts at most `MAX_TOTAL + 1` rows of the filter: exact up to `MAX_TOTAL`, `None`
-above, so no request counts a whole large table.
+above, so no request counts a whole large table. It is a column of the page's own query, so a
+page is one statement (one round trip, one snapshot), unless it is past the end of the list.
 
 A cursor is opaque to clients: base64url of an HMAC (a key derived from the API's token key)
 over the list it belongs to (`PageParams.scope`: the path and the filters), the number of rows
@@ -118,7 +119,10 @@ async def paginate(
     if not columns or not columns[-1][0].primary_key:
         raise ValueError("a page order must end with the primary key (so that it is total)")
     keys = [column for column, _ in columns]
-    ordered = statement.add_columns(*keys).order_by(*order)
+    # The bounded total rides along as one more column, so a page is one statement and one
+    # round trip: PostgreSQL and SQLite compute an uncorrelated subquery once per statement.
+    total_column = _bounded_count_query(statement, keys[-1]).scalar_subquery()
+    ordered = statement.add_columns(*keys, total_column).order_by(*order)
     position = params.offset or 0
     if params.cursor is not None:
         position, after = _decode(params, len(keys))
@@ -129,16 +133,17 @@ async def paginate(
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     items: list[RowT] = [row[0] for row in rows]
-    total: int | None
-    if params.cursor is None and not more and (rows or not position):
-        counted = position + len(rows)  # the last page by offset: nothing to count
-        total = counted if counted <= MAX_TOTAL else None
-    else:
-        total = await _bounded_count(session, statement, keys[-1])
+    if rows:
+        counted = int(rows[0][-1])
+    elif params.cursor is None and not position:
+        counted = 0
+    else:  # past the end: no row carried the total
+        counted = int(await session.scalar(_bounded_count_query(statement, keys[-1])) or 0)
     next_cursor = None
     if more:
-        last = tuple(rows[-1][1:])
+        last = tuple(rows[-1][1:-1])
         next_cursor = _encode(params, position + len(rows), last)
+    total = counted if counted <= MAX_TOTAL else None
     return Page(items, total, params.limit, position, next_cursor)
 
 
@@ -171,15 +176,11 @@ def _after(columns: list[tuple[ColumnElement[Any], bool]], values: list[Any]) ->
     return or_(*clauses)
 
 
-async def _bounded_count(
-    session: AsyncSession, statement: Select[Any], key: ColumnElement[Any]
-) -> int | None:
-    """How many rows `statement` has, if at most MAX_TOTAL: `SELECT count(*) FROM (SELECT id
+def _bounded_count_query(statement: Select[Any], key: ColumnElement[Any]) -> Select[tuple[int]]:
+    """How many rows `statement` has, at most MAX_TOTAL + 1: `SELECT count(*) FROM (SELECT id
     ... LIMIT MAX_TOTAL + 1)` reads at most that many index entries."""
     rows = statement.with_only_columns(key, maintain_column_froms=True).order_by(None)
-    counted = select(func.count()).select_from(rows.limit(MAX_TOTAL + 1).subquery())
-    total = int(await session.scalar(counted) or 0)
-    return total if total <= MAX_TOTAL else None
+    return select(func.count()).select_from(rows.limit(MAX_TOTAL + 1).subquery())
 
 
 # --- cursors --------------------------------------------------------------------------------

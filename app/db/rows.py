@@ -16,12 +16,12 @@ by-id read, single-row insert and single-row update go through (the caller's rea
 - `insert_row(session, Model, values)`, `update_row(session, Model, id, values)`: one
   `INSERT … RETURNING` / `UPDATE … RETURNING` through the session, the model's Python-side
   defaults included (`created_at`, `updated_at`…); the object is built from the returned row,
-  detached. When the session runs it outside a transaction (`autocommit`) on asyncpg
-  (`Database.reads_on_driver`), the statement (compiled by SQLAlchemy once per model and set of
-  columns) runs with asyncpg's `fetchrow` on the session's own connection, as the reads do:
-  SQLAlchemy's execution layer cost 2-3 × the statement (docs/performance.md). A unique or
-  foreign-key violation is raised as SQLAlchemy's `IntegrityError`, as everywhere else; any
-  other failure discards the connection. In a transaction, SQLAlchemy runs the statement.
+  detached. After `autocommit` on asyncpg (`Database.reads_on_driver`), the statement
+  (compiled by SQLAlchemy once per model and set of columns) runs with asyncpg's `fetchrow` on
+  a pooled connection outside a transaction, as the reads do: SQLAlchemy's session and
+  execution layer cost 2-3 × the statement (docs/performance.md). A unique or foreign-key
+  violation is raised as SQLAlchemy's `IntegrityError`, as everywhere else; any other failure
+  discards the connection. In a transaction, SQLAlchemy runs the statement.
 
 Objects read or written here are detached: read their attributes freely (they are all loaded);
 to change one through the unit of work, `session.add(obj)` first.
@@ -200,10 +200,22 @@ async def autocommit(session: AsyncSession) -> None:
     instead of three (BEGIN, the statement, COMMIT). Say it before that statement; the service
     still commits, which then sends nothing. Where autocommit is not allowed (asyncpg behind a
     transaction pooler, `Database.allows_autocommit`), or outside a request's session, the
-    statement runs in a transaction as usual."""
+    statement runs in a transaction as usual.
+
+    On asyncpg (`Database.reads_on_driver`) nothing is sent yet: the next `insert_row` or
+    `update_row` takes a pooled connection of its own for its statement, as `read_detached`
+    does, and the session stays unconnected (its commit and close then cost nothing:
+    `app/db/database.py` `RequestSession`)."""
     database = Database.of(session)
-    if database is not None and database.allows_autocommit and not session.in_transaction():
+    if database is None or not database.allows_autocommit or session.in_transaction():
+        return
+    if database.reads_on_driver:
+        session.info[_ONE_STATEMENT] = True
+    else:
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+_ONE_STATEMENT = "megapolis.one_statement"  # in `session.info`: said by `autocommit`
 
 
 @dataclass(frozen=True)
@@ -278,38 +290,50 @@ async def _write_on_driver(
     values: Mapping[str, Any],
     id: int | None = None,
 ) -> ModelT | None | bool:
-    """The statement run with asyncpg's `fetchrow` on the session's own connection, when that
-    connection runs outside a transaction (`autocommit`, a one-statement use case) on asyncpg
-    (`Database.reads_on_driver`): SQLAlchemy's execution layer costs 2-3 × the statement
-    (docs/performance.md). False when this statement takes SQLAlchemy's execution instead."""
+    """The statement of a one-statement use case (`autocommit` said it) on asyncpg: run with
+    asyncpg's `fetchrow` on a pooled connection outside a transaction, in one hop to the sync
+    engine (checkout, statement, checkin), as `read_detached` reads. SQLAlchemy's session and
+    execution layer cost 2-3 × the statement (docs/performance.md). False when this statement
+    takes SQLAlchemy's execution instead (in a transaction, or a default that is SQL)."""
     database = Database.of(session)
-    if database is None or not database.reads_on_driver:
+    if database is None or not session.info.pop(_ONE_STATEMENT, False):
         return False
-    connection = await session.connection()
-    fairy = await connection.get_raw_connection()
-    if not getattr(fairy.dbapi_connection, "autocommit", False):
-        return False  # in a transaction: the statement is one of several, SQLAlchemy runs it
     shape = _shape(model)
     complete = _with_defaults(shape, values, kind)
-    if complete is None:
+    if complete is None or session.in_transaction():
+        if not session.in_transaction():  # still one statement, through SQLAlchemy
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         return False
-    write = _driver_write(model, kind, frozenset(complete), connection.dialect)
+    sync_engine = database.autocommit_engine.sync_engine
+    row = await greenlet_spawn(_write_on_pooled_connection, sync_engine, model, kind, complete, id)
+    return None if row is None else shape.build(model, row)
+
+
+def _write_on_pooled_connection(
+    engine: Engine, model: type[Any], kind: str, values: Mapping[str, Any], id: int | None
+) -> Sequence[Any] | None:
+    write = _driver_write(model, kind, frozenset(values), engine.dialect)
     parameters = write.parameters(
-        {**{f"v_{name}": value for name, value in complete.items()}, _ID: id}
+        {**{f"v_{name}": value for name, value in values.items()}, _ID: id}
     )
+    connection = engine.pool.connect()  # a failed checkout is raised as the engine would
     try:
-        row = await fairy.driver_connection.fetchrow(write.sql, *parameters)  # type: ignore[union-attr]
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        # As SQLAlchemy reports it: the services and the handlers expect this one.
-        raise IntegrityError(write.sql, parameters, exc) from exc
-    except BaseException:
-        # The connection's state is unknown: closed rather than handed to the next request.
-        await connection.invalidate()
-        raise
-    if row is None:
-        return None
-    read = await greenlet_spawn(_driver_read, model, connection.dialect, fairy.driver_connection)
-    return shape.build(model, read.process(row))
+        driver_connection: Any = connection.driver_connection
+        try:
+            row = await_only(driver_connection.fetchrow(write.sql, *parameters))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            # As SQLAlchemy reports it: the services and the handlers expect this one. Outside a
+            # transaction the connection is left as it was.
+            raise IntegrityError(write.sql, parameters, exc) from None
+        except BaseException:
+            # The connection's state is unknown: closed rather than handed to the next request.
+            connection.invalidate()
+            raise
+        if row is None:
+            return None
+        return _driver_read(model, engine.dialect, driver_connection).process(row)
+    finally:
+        connection.close()
 
 
 async def insert_row(
