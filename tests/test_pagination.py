@@ -10,12 +10,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, insert, literal, select, text
 
+from app.db import rows
 from app.db.base import UTCDateTime
 from app.db.pagination import MAX_TOTAL, PageParams, cursor_key, paginate
 from app.models.post import Post
@@ -283,6 +285,54 @@ async def test_a_cursor_signed_with_another_key_is_refused(
         assert (response.status_code == 200) is accepted, response.text
 
 
+async def test_a_read_session_pages_as_a_write_session_does(
+    app: FastAPI, make_user: UserFactory, backend: str
+) -> None:
+    """A read session's page is read outside the ORM (app/db/rows.py `select_detached`; on
+    asyncpg on the driver itself, no SQLAlchemy execution): the same objects, totals and
+    cursors as the ORM's, detached; a statement whose SQL depends on its values (an expanding
+    IN) takes SQLAlchemy's execution and still pages."""
+    author = await make_user()
+    posts = await add_posts(app, author, 7, step=1)
+    database = app.state.database
+    executed: list[str] = []
+
+    def count(*args: Any) -> None:
+        executed.append(args[2])
+
+    for statement in (Post.listed(), Post.listed().where(Post.id.in_([p.id for p in posts[1:]]))):
+        pages: dict[str, list[tuple[list[dict[str, Any]], int | None, int]]] = {}
+        for kind in ("read", "write"):
+            maker = database.read_sessionmaker if kind == "read" else database.sessionmaker
+            params = PageParams(key=cursor_key(TEST_SECRET), limit=3)
+            seen = pages[kind] = []
+            while True:
+                executed.clear()
+                event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+                try:
+                    async with maker() as session:
+                        page = await paginate(
+                            session, statement, order=Post.list_order(), params=params
+                        )
+                finally:
+                    event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+                on_driver = (
+                    kind == "read" and backend == "postgresql" and "IN" not in str(statement)
+                )
+                assert (executed == []) is on_driver, executed
+                seen.append(([vars_of(post) for post in page.items], page.total, page.offset))
+                if page.next_cursor is None:
+                    break
+                params = PageParams(key=params.key, limit=3, cursor=page.next_cursor)
+        assert pages["read"] == pages["write"]
+        assert [len(items) for items, _, _ in pages["read"]] == [3, 3, 1][: len(pages["read"])]
+        assert pages["read"][0][1] == len(posts) - ("IN" in str(statement))
+
+
+def vars_of(post: Post) -> dict[str, Any]:
+    return {column.key: getattr(post, column.key) for column in Post.__table__.c}
+
+
 # --- the bounded total ----------------------------------------------------------------------
 
 
@@ -347,6 +397,14 @@ async def page_query(app: FastAPI, path: str, **params: Any) -> tuple[str, Any]:
         if "ORDER BY" in statement.upper():  # the page's query (its total a subquery of it)
             statements.append((statement, parameters))
 
+    # On asyncpg a read session's page runs on the driver (app/db/rows.py): seen there.
+    parameters_of = rows._DriverSelect.parameters
+
+    def capture_on_driver(select: rows._DriverSelect, bound: Any) -> list[Any]:
+        parameters = parameters_of(select, bound)
+        capture(None, None, select.sql, tuple(parameters))
+        return parameters
+
     admin = await make_admin(app)
     engine = app.state.database.engine.sync_engine
     event.listen(engine, "before_cursor_execute", capture)
@@ -354,7 +412,8 @@ async def page_query(app: FastAPI, path: str, **params: Any) -> tuple[str, Any]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             headers = {"Authorization": f"Bearer {issue_token(app.state.settings, admin).token}"}
-            response = await client.get(path, params=params, headers=headers)
+            with patch.object(rows._DriverSelect, "parameters", capture_on_driver):
+                response = await client.get(path, params=params, headers=headers)
             assert response.status_code == 200, response.text
     finally:
         event.remove(engine, "before_cursor_execute", capture)

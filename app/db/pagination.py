@@ -46,6 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
+from app.db.rows import reads_detached, select_detached
+
 RowT = TypeVar("RowT")
 
 DEFAULT_LIMIT = 20
@@ -122,29 +124,45 @@ async def paginate(
     # The bounded total rides along as one more column, so a page is one statement and one
     # round trip: PostgreSQL and SQLite compute an uncorrelated subquery once per statement.
     total_column = _bounded_count_query(statement, keys[-1]).scalar_subquery()
-    ordered = statement.add_columns(*keys, total_column).order_by(*order)
+    # In a read session nothing will change the rows: a page of one model is read outside the
+    # ORM (`app/db/rows.py`): about a third less CPU. The model's columns come first.
+    model = _model_of(statement) if reads_detached(session) else None
+    added = (*keys, total_column)
+    ordered = (statement if model else statement.add_columns(*added)).order_by(*order)
     position = params.offset or 0
     if params.cursor is not None:
         position, after = _decode(params, len(keys))
         ordered = ordered.where(_after(columns, after))
     elif position:
         ordered = ordered.offset(position)
-    rows = (await session.execute(ordered.limit(params.limit + 1))).all()
+    ordered = ordered.limit(params.limit + 1)
+    rows: Sequence[tuple[Any, Sequence[Any]]]
+    if model is not None:
+        rows = await select_detached(session, model, ordered, *added)
+    else:
+        rows = [(row[0], row[1:]) for row in (await session.execute(ordered)).all()]
     more = len(rows) > params.limit
     rows = rows[: params.limit]
-    items: list[RowT] = [row[0] for row in rows]
+    items: list[RowT] = [item for item, _ in rows]
     if rows:
-        counted = int(rows[0][-1])
+        counted = int(rows[0][1][-1])
     elif params.cursor is None and not position:
         counted = 0
     else:  # past the end: no row carried the total
         counted = int(await session.scalar(_bounded_count_query(statement, keys[-1])) or 0)
     next_cursor = None
     if more:
-        last = tuple(rows[-1][1:-1])
+        last = tuple(rows[-1][1][:-1])
         next_cursor = _encode(params, position + len(rows), last)
     total = counted if counted <= MAX_TOTAL else None
     return Page(items, total, params.limit, position, next_cursor)
+
+
+def _model_of(statement: Select[Any]) -> type[Any] | None:
+    """The mapped class `statement` selects, when it selects one (`select(Post)`), else None."""
+    [description, *others] = statement.column_descriptions
+    entity = description.get("entity")
+    return entity if not others and description.get("expr") is entity else None
 
 
 def _order_column(expression: ColumnElement[Any]) -> tuple[ColumnElement[Any], bool]:

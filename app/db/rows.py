@@ -10,6 +10,11 @@ by-id read, single-row insert and single-row update go through (the caller's rea
   read costs about a quarter of the ORM's (docs/performance.md).
 - `read_detached(database, Model, id)`: the same read where there is no session (the caller's
   read, `app/authentication.py`).
+- `select_detached(session, Model, statement)`: the rows of a read session's SELECT of one
+  model (a page of a list, `app/db/pagination.py`), the objects built detached, with any extra
+  columns the statement adds. On asyncpg the statement, compiled by SQLAlchemy once per shape
+  (its cache key), runs on asyncpg's own connection: SQLAlchemy's ORM execution of a page of 20
+  cost about 3 × the driver's fetch (docs/performance.md).
 - `autocommit(session)`: said by a use case that is one statement, before that statement: it
   runs outside a transaction, one round trip (not BEGIN, statement, COMMIT). A use case of
   several statements does not say it, and keeps them in one transaction.
@@ -150,13 +155,7 @@ async def read_detached(database: Database, model: type[ModelT], id: int) -> Mod
             row = await greenlet_spawn(_row_on_driver, sync_engine, model, id)
             read_again = False
         except BrokenConnection as exc:
-            cause = exc.__cause__
-            logger.warning(
-                "Reading a %s by id failed on a pooled connection (%s: %s); reading it again",
-                model.__name__,
-                type(cause).__name__,
-                str(cause).partition("\n")[0][:200],
-            )
+            _warn_read_again(f"a {model.__name__} by id", exc)
     if read_again:
         row = await greenlet_spawn(_row_on_engine, sync_engine, model, id)
     return None if row is None else _shape(model).build(model, row)
@@ -166,9 +165,140 @@ async def read_by_id(session: AsyncSession, model: type[ModelT], id: int) -> Mod
     """The row of `model` with primary key `id`, or None: in a read session, read outside the
     ORM and detached (`read_detached`); in any other session, `session.get`."""
     database = Database.of(session)
-    if database is None or not isinstance(session.sync_session, ReadOnlySession):
+    if database is None or not reads_detached(session):
         return await session.get(model, id)
     return await read_detached(database, model, id)
+
+
+def reads_detached(session: AsyncSession) -> bool:
+    """Whether `session` is a request's read session: what it reads, nothing will change, so
+    rows may be read outside the ORM and the objects built detached."""
+    return Database.of(session) is not None and isinstance(session.sync_session, ReadOnlySession)
+
+
+def _warn_read_again(what: str, failure: BrokenConnection) -> None:
+    cause = failure.__cause__
+    logger.warning(
+        "Reading %s failed on a pooled connection (%s: %s); reading again",
+        what,
+        type(cause).__name__,
+        str(cause).partition("\n")[0][:200],
+    )
+
+
+async def select_detached(
+    session: AsyncSession, model: type[ModelT], statement: Select[Any], *added: Any
+) -> list[tuple[ModelT, Sequence[Any]]]:
+    """Each row of `statement` (a SELECT of one `model`, filtered and ordered as the caller
+    likes) with the columns `added` after the model's: the `model` object, detached, and the
+    values of `added`. For read sessions only (`reads_detached`)."""
+    shape = _shape(model)
+    width = len(shape.attribute_names)
+    selected = statement.with_only_columns(*shape.table.c, *added, maintain_column_froms=True)
+    database = Database.of(session)
+    rows: Sequence[Sequence[Any]] | None = None
+    if database is not None and database.reads_on_driver:
+        sync_engine = database.autocommit_engine.sync_engine
+        try:
+            rows = await greenlet_spawn(_select_on_driver, sync_engine, selected)
+        except BrokenConnection as exc:
+            _warn_read_again(f"{model.__name__} rows", exc)
+    if rows is None:
+        rows = (await session.execute(selected)).all()
+    return [(shape.build(model, row[:width]), row[width:]) for row in rows]
+
+
+@dataclass(frozen=True)
+class _DriverSelect:
+    """A SELECT as the driver is sent it: its `$n` parameters' names and bind processors, and
+    its columns' result processors (as `_DriverRead`)."""
+
+    sql: str
+    compiled: Any  # SQLAlchemy's `Compiled`, to fill in each execution's parameters
+    names: tuple[str, ...]
+    bind_processors: tuple[Processor, ...]
+    result: _DriverRead
+
+    def parameters(self, bound: Sequence[Any]) -> list[Any]:
+        values = self.compiled.construct_params(extracted_parameters=bound, escape_names=False)
+        return [
+            values[name] if process is None else process(values[name])
+            for name, process in zip(self.names, self.bind_processors, strict=True)
+        ]
+
+
+_DRIVER_SELECTS: dict[tuple[str, Any], _DriverSelect | None] = {}
+_MAX_DRIVER_SELECTS = 500  # statement shapes, not statements: a few per list
+
+
+def _driver_select(
+    statement: Select[Any], cache_key: Any, dialect: Dialect, driver_connection: Any
+) -> _DriverSelect | None:
+    """The statement compiled once per shape (SQLAlchemy's cache key), as SQLAlchemy's own
+    execution compiles it; None for a statement whose SQL depends on its values (an expanding
+    IN, a literal-rendered parameter), which SQLAlchemy's execution then runs."""
+    key = (dialect.driver, cache_key.key)
+    if key in _DRIVER_SELECTS:
+        return _DRIVER_SELECTS[key]
+    compiled: Any = statement.compile(dialect=dialect, cache_key=cache_key)
+    made: _DriverSelect | None = None
+    varies = compiled.literal_execute_params or compiled.post_compile_params
+    if compiled.positional and not varies:
+        sql = str(compiled)
+        names = tuple(compiled.positiontup or ())
+        prepared = _on_driver(driver_connection.prepare(sql))
+        processors = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, attribute.type.oid)
+            for column, attribute in zip(
+                statement.selected_columns, prepared.get_attributes(), strict=True
+            )
+        )
+        made = _DriverSelect(
+            sql,
+            compiled,
+            names,
+            tuple(compiled._bind_processors.get(name) for name in names),
+            _DriverRead(sql, processors),
+        )
+    if len(_DRIVER_SELECTS) >= _MAX_DRIVER_SELECTS:
+        _DRIVER_SELECTS.clear()
+    _DRIVER_SELECTS[key] = made
+    return made
+
+
+def _on_driver(awaitable: Any) -> Any:
+    """`awaitable` (a call on asyncpg's connection) awaited; a failure but a timeout or a
+    cancellation is raised as `BrokenConnection` (the caller discards the connection)."""
+    try:
+        return await_only(awaitable)
+    except Exception as exc:
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+            raise
+        raise BrokenConnection() from exc
+
+
+def _select_on_driver(engine: Engine, statement: Select[Any]) -> Sequence[Sequence[Any]] | None:
+    """The rows, or None when this statement takes SQLAlchemy's execution."""
+    cache_key = statement._generate_cache_key()
+    if cache_key is None:
+        return None
+    connection = engine.pool.connect()  # a failed checkout is raised as the engine would
+    try:
+        driver_connection: Any = connection.driver_connection
+        select = _driver_select(statement, cache_key, engine.dialect, driver_connection)
+        if select is None:
+            return None
+        parameters = select.parameters(cache_key.bindparams)
+        records = _on_driver(driver_connection.fetch(select.sql, *parameters))
+    except BaseException as exc:
+        if not isinstance(exc, Exception) or isinstance(
+            exc, (BrokenConnection, TimeoutError, asyncio.TimeoutError)
+        ):
+            connection.invalidate()  # its state is unknown (see _row_on_driver)
+        raise
+    finally:
+        connection.close()
+    return [select.result.process(record) for record in records]
 
 
 def _row_on_engine(engine: Engine, model: type[Any], id: int) -> Sequence[Any] | None:
