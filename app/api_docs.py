@@ -37,20 +37,19 @@ def install(app: FastAPI) -> None:
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIRECTORY), name="docs-assets")
 
 
-def _openapi_url(request: Request) -> str:
-    root = request.scope.get("root_path", "")
-    return f"{root}{request.app.openapi_url}"
+def _rooted(request: Request, path: str) -> str:
+    """`path` under the app's root path (behind a proxy that serves the API under a prefix)."""
+    return f"{request.scope.get('root_path', '')}{path}"
 
 
 async def swagger_ui(request: Request) -> HTMLResponse:
-    root = request.scope.get("root_path", "")
     return get_swagger_ui_html(
-        openapi_url=_openapi_url(request),
+        openapi_url=_rooted(request, request.app.openapi_url),
         title=f"{request.app.title} - Swagger UI",
-        oauth2_redirect_url=f"{root}{OAUTH2_REDIRECT_PATH}",
-        swagger_js_url=f"{root}{ASSETS_PATH}/swagger-ui-bundle.js",
-        swagger_css_url=f"{root}{ASSETS_PATH}/swagger-ui.css",
-        swagger_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+        oauth2_redirect_url=_rooted(request, OAUTH2_REDIRECT_PATH),
+        swagger_js_url=_rooted(request, f"{ASSETS_PATH}/swagger-ui-bundle.js"),
+        swagger_css_url=_rooted(request, f"{ASSETS_PATH}/swagger-ui.css"),
+        swagger_favicon_url=_rooted(request, f"{ASSETS_PATH}/favicon.png"),
         swagger_ui_parameters=request.app.swagger_ui_parameters,
     )
 
@@ -60,11 +59,10 @@ async def swagger_ui_oauth2_redirect(_: Request) -> HTMLResponse:
 
 
 async def redoc(request: Request) -> HTMLResponse:
-    root = request.scope.get("root_path", "")
     return get_redoc_html(
-        openapi_url=_openapi_url(request),
+        openapi_url=_rooted(request, request.app.openapi_url),
         title=f"{request.app.title} - ReDoc",
-        redoc_js_url=f"{root}{ASSETS_PATH}/redoc.standalone.js",
-        redoc_favicon_url=f"{root}{ASSETS_PATH}/favicon.png",
+        redoc_js_url=_rooted(request, f"{ASSETS_PATH}/redoc.standalone.js"),
+        redoc_favicon_url=_rooted(request, f"{ASSETS_PATH}/favicon.png"),
         with_google_fonts=False,
     )
