@@ -11,6 +11,7 @@ take a fresh address for each request.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from starlette.requests import Request
 
@@ -22,6 +23,7 @@ def client_address(request: Request) -> str:
     return client_key(request.client.host if request.client is not None else None)
 
 
+@lru_cache(maxsize=4096)  # parsed once per address, not on every request (bounded, LRU)
 def client_key(host: str | None) -> str:
     """The key a peer's host counts under (see the module's docstring); for code that has only
     the ASGI scope (`scope["client"]`), such as the request-body limits."""
