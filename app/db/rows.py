@@ -1,5 +1,8 @@
-"""One row by primary key, read or written in one statement: the one place every resource's
-by-id read, single-row insert and single-row update go through (the caller's read included).
+"""Rows read or written outside the ORM's execution where nothing is lost by it: the one place
+every resource's by-id read, single-row insert and update, and read-session page go through
+(the caller's read included). Why: SQLAlchemy's session and execution layer cost 2-3 × the
+statement itself on asyncpg (docs/performance.md); here each runs on asyncpg's own connection,
+compiled by SQLAlchemy once per shape.
 
 - `read_by_id(session, Model, id)`: in a request's write session (`SessionDep`) it is
   `session.get` (the row joins the session's unit of work, to be changed or deleted). In a
@@ -10,9 +13,9 @@ by-id read, single-row insert and single-row update go through (the caller's rea
   read costs about a quarter of the ORM's (docs/performance.md).
 - `read_detached(database, Model, id)`: the same read where there is no session (the caller's
   read, `app/authentication.py`).
-- `select_detached(session, Model, statement)`: the rows of a read session's SELECT of one
-  model (a page of a list, `app/db/pagination.py`), the objects built detached, with any extra
-  columns the statement adds. On asyncpg the statement, compiled by SQLAlchemy once per shape
+- `select_detached(session, Model, statement, *added)`: the rows of a read session's SELECT of
+  one model (a page of a list, `app/db/pagination.py`), the objects built detached, with the
+  values of the columns `added`. On asyncpg the statement, compiled by SQLAlchemy once per shape
   (its cache key), runs on asyncpg's own connection: SQLAlchemy's ORM execution of a page of 20
   cost about 3 × the driver's fetch (docs/performance.md).
 - `autocommit(session)`: said by a use case that is one statement, before that statement: it
