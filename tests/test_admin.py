@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -389,3 +390,23 @@ async def test_admin_pages_get_their_own_security_headers(site: Site) -> None:
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert page.headers["cache-control"] == "no-store"
     assert api.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_a_refused_edit_is_a_form_error_not_a_logged_error(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A superuser's invalid value is shown on the form (400), and is not an ERROR with a
+    traceback in the server's log (SQLAdmin logs every exception of an edit so)."""
+    await site.admin()
+    ann = await site.add_user("ann@example.com", full_name="Ann")
+    async with site.client() as client:
+        assert (await sign_in(client, "boss@example.com")).status_code == 302
+        token = await csrf_of(client, f"/admin/user/edit/{ann.id}")
+        form = {"full_name": "Ann\x1b[2J", "is_active": "y", "csrf_token": token}
+        with caplog.at_level(logging.INFO):
+            refused = await client.post(f"/admin/user/edit/{ann.id}", data=form)
+    assert refused.status_code == 400
+    assert "must be a single line without control characters" in refused.text
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert (await site.user(ann.id)).full_name == "Ann"  # type: ignore[union-attr]

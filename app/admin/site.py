@@ -8,6 +8,7 @@ CSRF field, every page with the CSRF token for its forms and AJAX calls.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from starlette.responses import Response
 
 from app.admin.authentication import AdminAuthentication
 from app.admin.csrf import CSRFMiddleware, csrf_token
-from app.admin.views import VIEWS
+from app.admin.views import VIEWS, form_errors_are_not_logged
 from app.config import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -81,6 +82,7 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin:
     admin.admin.user_middleware.append(Middleware(CSRFMiddleware))
     admin.admin.middleware_stack = None
     admin.templates.env.globals["csrf_token"] = csrf_token
+    logging.getLogger("sqladmin.application").addFilter(form_errors_are_not_logged)
     for view in VIEWS:
         # A subclass per app: SQLAdmin sets the session maker on the view class.
         admin.add_model_view(type(view.__name__, (view,), {"main_app": app}))
