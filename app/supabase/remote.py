@@ -23,6 +23,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
@@ -49,19 +50,8 @@ async def get(
     deadline: float,
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    """GET within `deadline` seconds in all (httpx's timeouts apply per phase, so a server that
-    trickles bytes could otherwise hold the request much longer); failures → 503. Timed in
-    `megapolis_supabase_request_duration_seconds` under `call` (`user`, `jwks`)."""
-    started = time.perf_counter()
-    try:
-        response = await asyncio.wait_for(http.get(url, headers=headers), deadline)
-    except (httpx.HTTPError, asyncio.TimeoutError) as exc:
-        SUPABASE_REQUEST_DURATION.labels(call, "error").observe(time.perf_counter() - started)
-        logger.warning("Supabase did not answer: %s", type(exc).__name__)
-        raise SupabaseUnavailable(retry_after=RETRY_AFTER_SECONDS) from exc
-    elapsed = time.perf_counter() - started
-    SUPABASE_REQUEST_DURATION.labels(call, str(response.status_code)).observe(elapsed)
-    return response
+    """GET within `deadline` seconds in all (`timed`)."""
+    return await timed(http.get(url, headers=headers), call=call, deadline=deadline)
 
 
 async def post(
@@ -73,10 +63,19 @@ async def post(
     headers: dict[str, str],
     json: dict[str, str],
 ) -> httpx.Response:
-    """POST within `deadline` seconds in all, as `get` does."""
+    """POST within `deadline` seconds in all (`timed`)."""
+    return await timed(http.post(url, headers=headers, json=json), call=call, deadline=deadline)
+
+
+async def timed(
+    request: Awaitable[httpx.Response], *, call: str, deadline: float
+) -> httpx.Response:
+    """`request`'s answer within `deadline` seconds in all (httpx's timeouts apply per phase, so
+    a server that trickles bytes could otherwise hold the request much longer); failures → 503.
+    Timed in `megapolis_supabase_request_duration_seconds` under `call` (`user`, `jwks`...)."""
     started = time.perf_counter()
     try:
-        response = await asyncio.wait_for(http.post(url, headers=headers, json=json), deadline)
+        response = await asyncio.wait_for(request, deadline)
     except (httpx.HTTPError, asyncio.TimeoutError) as exc:
         SUPABASE_REQUEST_DURATION.labels(call, "error").observe(time.perf_counter() - started)
         logger.warning("Supabase did not answer: %s", type(exc).__name__)
