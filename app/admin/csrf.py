@@ -17,7 +17,9 @@ import secrets
 from typing import Any
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.middlewares.request_limits import replay
 
 SESSION_KEY = "csrf"
 FORM_FIELD = "csrf_token"
@@ -90,21 +92,6 @@ async def read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def replay(body: bytes, receive: Receive | None) -> Receive:
-    sent = False
-
-    async def receive_again() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        if receive is None:
-            return {"type": "http.disconnect"}
-        return await receive()
-
-    return receive_again
 
 
 async def refuse(send: Send) -> None:

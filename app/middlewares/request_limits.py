@@ -267,16 +267,7 @@ class RequestLimitsMiddleware:
 
             body = b"".join(chunks)
             chunks.clear()
-            replayed = False
-
-            async def replay_receive() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()  # after the body: wait for the disconnect, as servers do
-
-            await self.app(scope, replay_receive, send)
+            await self.app(scope, replay(body, receive), send)
         finally:
             budget.give_back(holders, held)
 
@@ -298,6 +289,23 @@ else:
 
     async def receive_by(receive: Receive, when: float) -> Message:
         return await asyncio.wait_for(receive(), when - asyncio.get_running_loop().time())
+
+
+def replay(body: bytes, receive: Receive | None) -> Receive:
+    """A `receive` that gives the app `body` (already read) as one message, then what `receive`
+    gives (after the body: the disconnect, as servers do), or a disconnect when there is none."""
+    sent = False
+
+    async def receive_again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        if receive is None:
+            return {"type": "http.disconnect"}
+        return await receive()
+
+    return receive_again
 
 
 async def refuse(
