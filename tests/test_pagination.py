@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, insert, literal, select, text
 
-from app.db import rows
+from app.db import pagination, rows
 from app.db.base import UTCDateTime
 from app.db.pagination import MAX_TOTAL, PageParams, cursor_key, paginate
 from app.models.post import Post
@@ -387,6 +387,60 @@ async def test_total_is_exact_to_10000_and_null_above(
         assert ("Index Cond: " if backend == "postgresql" else "SEARCH") in plan_text, plan_text
         assert "ROW(created_at, id) <" in plan_text or backend == "sqlite", plan_text
         assert "Sort" not in plan_text and "TEMP B-TREE" not in plan_text, plan_text
+
+
+async def test_a_list_s_statement_is_built_once_then_only_its_values_change(
+    app: FastAPI, make_user: UserFactory, backend: str
+) -> None:
+    """On the driver a page's statement is built once per list, filter and kind of page (a
+    `rows.Template`); the next pages of any author's list, by cursor or offset, only give it
+    their values: each author's pages hold that author's posts, in order, with their totals."""
+    authors = [await make_user(), await make_user()]
+    posted = {
+        author.id: [p.id for p in await add_posts(app, author, 5, step=1)] for author in authors
+    }
+    built: list[int] = []
+    page_statement = pagination._page_statement
+
+    def counted(*args: Any) -> Any:
+        built.append(1)
+        return page_statement(*args)
+
+    database = app.state.database
+    key = cursor_key(TEST_SECRET)
+    seen: dict[int, list[int]] = {}
+    # From no template (another test's walk may have made these).
+    with (
+        patch.object(pagination, "_page_statement", counted),
+        patch.dict(rows._TEMPLATES, clear=True),
+    ):
+        for author in authors:
+            statement = Post.listed(author_id=author.id)
+            ids = seen[author.id] = []
+            params = PageParams(key=key, limit=2)
+            while True:
+                async with database.read_sessionmaker() as session:
+                    page = await paginate(
+                        session, statement, order=Post.list_order(), params=params
+                    )
+                assert page.total == 5
+                ids += [post.id for post in page.items]
+                if page.next_cursor is None:
+                    break
+                params = PageParams(key=key, limit=2, cursor=page.next_cursor)
+            async with database.read_sessionmaker() as session:
+                by_offset = await paginate(
+                    session,
+                    statement,
+                    order=Post.list_order(),
+                    params=PageParams(key=key, offset=3),
+                )
+            assert [post.id for post in by_offset.items] == ids[3:]
+    for author in authors:
+        assert seen[author.id] == posted[author.id][::-1]
+    # The first author's walk built the first page, the cursor pages and the offset page once
+    # each; the second author's, on the driver, nothing.
+    assert len(built) == (3 if backend == "postgresql" else 2 * (3 + 1))
 
 
 async def page_query(app: FastAPI, path: str, **params: Any) -> tuple[str, Any]:

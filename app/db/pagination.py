@@ -39,14 +39,27 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
-from app.db.rows import reads_detached, select_detached
+from app.db.rows import Template, reads_detached, select_detached
 
 RowT = TypeVar("RowT")
 
@@ -71,9 +84,11 @@ class InvalidPageRequest(ValueError):
         self.message = message
 
 
+@lru_cache(maxsize=4)
 def cursor_key(secret: str) -> bytes:
     """The key cursors are signed with, derived from the API's token key (`JWT_SECRET_KEY`), so
-    that a cursor's MAC says nothing about the token key, and no other setting is needed."""
+    that a cursor's MAC says nothing about the token key, and no other setting is needed.
+    Derived once per key, not on every list request."""
     return hmac.new(secret.encode(), b"megapolis-api list cursors v1", hashlib.sha256).digest()
 
 
@@ -121,26 +136,23 @@ async def paginate(
     if not columns or not columns[-1][0].primary_key:
         raise ValueError("a page order must end with the primary key (so that it is total)")
     keys = [column for column, _ in columns]
-    # The bounded total rides along as one more column, so a page is one statement and one
-    # round trip: PostgreSQL and SQLite compute an uncorrelated subquery once per statement.
-    total_column = _bounded_count_query(statement, keys[-1]).scalar_subquery()
+    position = params.offset or 0
+    after: list[Any] | None = None
+    if params.cursor is not None:
+        position, after = _decode(params, len(keys))
     # In a read session nothing will change the rows: a page of one model is read outside the
     # ORM (`app/db/rows.py`): about a third less CPU. The model's columns come first.
     model = _model_of(statement) if reads_detached(session) else None
-    added = (*keys, total_column)
-    ordered = (statement if model else statement.add_columns(*added)).order_by(*order)
-    position = params.offset or 0
-    if params.cursor is not None:
-        position, after = _decode(params, len(keys))
-        ordered = ordered.where(_after(columns, after))
-    elif position:
-        ordered = ordered.offset(position)
-    ordered = ordered.limit(params.limit + 1)
     rows: Sequence[tuple[Any, Sequence[Any]]]
     if model is not None:
-        rows = await select_detached(session, model, ordered, *added)
+        template = _page_template(statement, order, columns, params.limit, position, after)
+        rows = await select_detached(session, model, template)
     else:
-        rows = [(row[0], row[1:]) for row in (await session.execute(ordered)).all()]
+        page, _ = _page_statement(statement, order, columns, params.limit, position, after)
+        added = (*keys, _total_of(statement, keys[-1]))
+        rows = [
+            (row[0], row[1:]) for row in (await session.execute(page.add_columns(*added))).all()
+        ]
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     items: list[RowT] = [item for item, _ in rows]
@@ -156,6 +168,61 @@ async def paginate(
         next_cursor = _encode(params, position + len(rows), last)
     total = counted if counted <= MAX_TOTAL else None
     return Page(items, total, params.limit, position, next_cursor)
+
+
+def _page_statement(
+    statement: Select[Any],
+    order: Order,
+    columns: list[tuple[ColumnElement[Any], bool]],
+    limit: int,
+    position: int,
+    after: list[Any] | None,
+) -> tuple[Select[Any], list[BindParameter[Any]]]:
+    """The page's statement (without the total), and the parameters it adds to `statement`'s:
+    the cursor's values, the limit (one row more than the page, to know if there is a next),
+    the offset."""
+    page = statement.order_by(*order)
+    parameters: list[BindParameter[Any]] = []
+    if after is not None:
+        bounds = [
+            literal(value, column.type) for (column, _), value in zip(columns, after, strict=True)
+        ]
+        parameters += bounds
+        page = page.where(_after(columns, bounds))
+    elif position:
+        parameters.append(offset := bindparam("page_offset", position, Integer, unique=True))
+        page = page.offset(offset)
+    parameters.append(rows := bindparam("page_rows", limit + 1, Integer, unique=True))
+    return page.limit(rows), parameters
+
+
+def _page_template(
+    statement: Select[Any],
+    order: Order,
+    columns: list[tuple[ColumnElement[Any], bool]],
+    limit: int,
+    position: int,
+    after: list[Any] | None,
+) -> Template:
+    """The page's statement as a `rows.Template`: built once per list, filter and kind of page
+    (first, by cursor, by offset); then only its values change. Its key is the cache key of
+    `statement` in `order` (the list and its filters, their values apart)."""
+    ordered = statement.order_by(*order)
+    shape = ordered._generate_cache_key()
+    kind = "cursor" if after is not None else "offset" if position else "first"
+    own = shape.bindparams if shape is not None else []
+    values = [parameter.effective_value for parameter in own]
+    values += after or ([position] if position else [])
+    values += [limit + 1, MAX_TOTAL + 1]
+
+    def build() -> tuple[Select[Any], Sequence[Any], Sequence[BindParameter[Any]]]:
+        page, parameters = _page_statement(statement, order, columns, limit, position, after)
+        keys = [column for column, _ in columns]
+        added = (*keys, _total_of(statement, keys[-1]))
+        return page, added, [*own, *parameters, _MAX_COUNTED]
+
+    # Without a cache key (a construct SQLAlchemy cannot cache): built every time.
+    return Template(None if shape is None else (kind, shape.key), values, build)
 
 
 def _model_of(statement: Select[Any]) -> type[Any] | None:
@@ -176,29 +243,37 @@ def _order_column(expression: ColumnElement[Any]) -> tuple[ColumnElement[Any], b
     return expression, False
 
 
-def _after(columns: list[tuple[ColumnElement[Any], bool]], values: list[Any]) -> Any:
-    """Rows strictly after `values` in the order: one row comparison when every column goes the
-    same way (an index range scan on PostgreSQL and SQLite); else its expansion."""
-    bound = [
-        literal(value, column.type) for (column, _), value in zip(columns, values, strict=True)
-    ]
+def _after(columns: list[tuple[ColumnElement[Any], bool]], bounds: list[Any]) -> Any:
+    """Rows strictly after `bounds` (the last row's values) in the order: one row comparison
+    when every column goes the same way (an index range scan on PostgreSQL and SQLite); else
+    its expansion."""
     descending = {desc for _, desc in columns}
     if len(descending) == 1:
-        keys, marks = tuple_(*(c for c, _ in columns)), tuple_(*bound)
+        keys, marks = tuple_(*(c for c, _ in columns)), tuple_(*bounds)
         return keys < marks if descending == {True} else keys > marks
     clauses = []
     for index, (column, desc) in enumerate(columns):
-        equal = [columns[i][0] == bound[i] for i in range(index)]
-        beyond = column < bound[index] if desc else column > bound[index]
+        equal = [columns[i][0] == bounds[i] for i in range(index)]
+        beyond = column < bounds[index] if desc else column > bounds[index]
         clauses.append(and_(*equal, beyond))
     return or_(*clauses)
+
+
+# The most rows a total counts, a parameter of its own (a template's value: `_page_template`).
+_MAX_COUNTED = bindparam("max_counted", MAX_TOTAL + 1, Integer, unique=True)
 
 
 def _bounded_count_query(statement: Select[Any], key: ColumnElement[Any]) -> Select[tuple[int]]:
     """How many rows `statement` has, at most MAX_TOTAL + 1: `SELECT count(*) FROM (SELECT id
     ... LIMIT MAX_TOTAL + 1)` reads at most that many index entries."""
     rows = statement.with_only_columns(key, maintain_column_froms=True).order_by(None)
-    return select(func.count()).select_from(rows.limit(MAX_TOTAL + 1).subquery())
+    return select(func.count()).select_from(rows.limit(_MAX_COUNTED).subquery())
+
+
+def _total_of(statement: Select[Any], key: ColumnElement[Any]) -> Any:
+    """The bounded total as a column of the page's own query, so a page is one statement and
+    one round trip: PostgreSQL and SQLite compute an uncorrelated subquery once."""
+    return _bounded_count_query(statement, key).scalar_subquery()
 
 
 # --- cursors --------------------------------------------------------------------------------

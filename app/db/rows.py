@@ -17,7 +17,8 @@ compiled by SQLAlchemy once per shape.
   one model (a page of a list, `app/db/pagination.py`), the objects built detached, with the
   values of the columns `added`. On asyncpg the statement, compiled by SQLAlchemy once per shape
   (its cache key), runs on asyncpg's own connection: SQLAlchemy's ORM execution of a page of 20
-  cost about 3 × the driver's fetch (docs/performance.md).
+  cost about 3 × the driver's fetch (docs/performance.md). Given a `Template` instead, the
+  statement itself is built only the first time: after that only its values change.
 - `autocommit(session)`: said by a use case that is one statement, before that statement: it
   runs outside a transaction, one round trip (not BEGIN, statement, COMMIT). A use case of
   several statements does not say it, and keeps them in one transaction.
@@ -39,16 +40,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import Column, Engine, Select, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Column,
+    Engine,
+    Select,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import class_mapper, make_transient_to_detached
+from sqlalchemy.orm import class_mapper
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from app.db.database import Database, ReadOnlySession
@@ -68,15 +80,22 @@ class _Shape:
     select_by_id: Select[Any]
     attribute_names: tuple[str, ...]
     columns: Mapping[str, Column[Any]]  # by attribute name
+    new_instance: Callable[[], Any]  # the mapper's: an object with its state, no __init__
+    identity_class: type[Any]  # the first part of the ORM's identity key of a row
+    key_index: int  # where the primary key is in a row
 
     def columns_of(self, values: Mapping[str, Any]) -> dict[Column[Any], Any]:
         return {self.columns[name]: value for name, value in values.items()}
 
     def build(self, model: type[ModelT], row: Sequence[Any]) -> ModelT:
-        """The object the ORM's loader would build from `row` (every column), detached."""
-        obj: ModelT = class_mapper(model).class_manager.new_instance()
+        """The object the ORM's loader would build from `row` (every column), detached: its
+        values set, and the identity key that `session.add` needs to take it as persistent.
+        What the loader does besides (history, expiry) is for objects with a past; these have
+        none. `make_transient_to_detached` would also do it, at 5 × the cost (14 against
+        2.4 µs an object here, 21 objects a page: docs/performance.md)."""
+        obj: ModelT = self.new_instance()
         obj.__dict__.update(zip(self.attribute_names, row, strict=True))
-        make_transient_to_detached(obj)
+        instance_state(obj).key = (self.identity_class, (row[self.key_index],), None)
         return obj
 
 
@@ -102,6 +121,9 @@ def _make_shape(model: type[Any]) -> _Shape:
         select_by_id=select(table).where(key == bindparam("id")),
         attribute_names=tuple(mapper.get_property_by_column(c).key for c in table.c),
         columns={mapper.get_property_by_column(c).key: c for c in table.c},
+        new_instance=mapper.class_manager.new_instance,
+        identity_class=mapper._identity_class,
+        key_index=next(i for i, column in enumerate(table.c) if column is key),
     )
 
 
@@ -189,49 +211,94 @@ def _warn_read_again(what: str, failure: BrokenConnection) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Template:
+    """A statement whose SQL is the same at every call with this `key`, built by `build` only
+    the first time (`select_detached`): after that only its `values` change. Why: building a
+    page's statement and its cache key cost more than running it on the driver
+    (docs/performance.md).
+
+    `build()` gives the statement, the columns `added` after the model's, and the bound
+    parameters whose values `values` are, in that order: every one in the statement (its
+    filters' too). A statement with a parameter not among them, or a template whose key is
+    None, is built every time."""
+
+    key: Hashable | None
+    values: Sequence[Any]
+    build: Callable[[], tuple[Select[Any], Sequence[Any], Sequence[BindParameter[Any]]]]
+
+
 async def select_detached(
-    session: AsyncSession, model: type[ModelT], statement: Select[Any], *added: Any
+    session: AsyncSession,
+    model: type[ModelT],
+    statement: Select[Any] | Template,
+    *added: Any,
 ) -> list[tuple[ModelT, Sequence[Any]]]:
     """Each row of `statement` (a SELECT of one `model`, filtered and ordered as the caller
-    likes) with the columns `added` after the model's: the `model` object, detached, and the
-    values of `added`. For read sessions only (`reads_detached`)."""
+    likes) with the columns `added` after the model's, or of a `Template` of one (its own
+    `added`): the `model` object, detached, and the values of `added`. For read sessions only
+    (`reads_detached`)."""
     shape = _shape(model)
     width = len(shape.attribute_names)
-    selected = statement.with_only_columns(*shape.table.c, *added, maintain_column_froms=True)
     database = Database.of(session)
     rows: Sequence[Sequence[Any]] | None = None
     if database is not None and database.reads_on_driver:
         sync_engine = database.autocommit_engine.sync_engine
         try:
-            rows = await greenlet_spawn(_select_on_driver, sync_engine, selected)
+            rows = await greenlet_spawn(_select_on_driver, sync_engine, model, statement, added)
         except BrokenConnection as exc:
             _warn_read_again(f"{model.__name__} rows", exc)
     if rows is None:
-        rows = (await session.execute(selected)).all()
+        columns: Sequence[Any] = added
+        if isinstance(statement, Template):
+            statement, columns, _ = statement.build()
+        rows = (await session.execute(_selecting(statement, shape, columns))).all()
     return [(shape.build(model, row[:width]), row[width:]) for row in rows]
+
+
+def _selecting(statement: Select[Any], shape: _Shape, added: Sequence[Any]) -> Select[Any]:
+    return statement.with_only_columns(*shape.table.c, *added, maintain_column_froms=True)
+
+
+class _Marker:
+    """Stands for the value of the cache key's parameter `index` (see `_driver_select`)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
 
 
 @dataclass(frozen=True)
 class _DriverSelect:
-    """A SELECT as the driver is sent it: its `$n` parameters' names and bind processors, and
-    its columns' result processors (as `_DriverRead`)."""
+    """A SELECT as the driver is sent it: for each `$n`, the index of its value among the
+    cache key's parameters (or its constant) and its bind processor; its columns' result
+    processors (as `_DriverRead`)."""
 
     sql: str
-    compiled: Any  # SQLAlchemy's `Compiled`, to fill in each execution's parameters
-    names: tuple[str, ...]
+    positions: tuple[int | None, ...]  # None: a constant of the SQL's own
+    constants: tuple[Any, ...]
     bind_processors: tuple[Processor, ...]
     result: _DriverRead
 
-    def parameters(self, bound: Sequence[Any]) -> list[Any]:
-        values = self.compiled.construct_params(extracted_parameters=bound, escape_names=False)
+    def parameters(self, values: Sequence[Any]) -> list[Any]:
+        """The driver's `$n` values from `values`, those of the cache key's parameters."""
         return [
-            values[name] if process is None else process(values[name])
-            for name, process in zip(self.names, self.bind_processors, strict=True)
+            constant
+            if position is None
+            else values[position]
+            if process is None
+            # The value of a parameter, as SQLAlchemy's execution would send it.
+            else process(values[position])
+            for position, constant, process in zip(
+                self.positions, self.constants, self.bind_processors, strict=True
+            )
         ]
 
 
 _DRIVER_SELECTS: dict[tuple[str, Any], _DriverSelect | None] = {}
 _MAX_DRIVER_SELECTS = 500  # statement shapes, not statements: a few per list
+# A template's statement, by template key: its cache key's, and for each of that key's
+# parameters, which of the template's values it is (None: built every time).
+_TEMPLATES: dict[tuple[str, Hashable], tuple[Any, tuple[int, ...]] | None] = {}
 
 
 def _driver_select(
@@ -249,6 +316,12 @@ def _driver_select(
     if compiled.positional and not varies:
         sql = str(compiled)
         names = tuple(compiled.positiontup or ())
+        # Which cache key parameter each `$n` is, as SQLAlchemy's execution resolves it.
+        markers: list[BindParameter[Any]] = [
+            bindparam(None, _Marker(i)) for i in range(len(cache_key.bindparams))
+        ]
+        resolved = compiled.construct_params(extracted_parameters=markers, escape_names=False)
+        values = [resolved[name] for name in names]
         prepared = _on_driver(driver_connection.prepare(sql))
         processors = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, attribute.type.oid)
@@ -258,13 +331,14 @@ def _driver_select(
         )
         made = _DriverSelect(
             sql,
-            compiled,
-            names,
+            tuple(value.index if isinstance(value, _Marker) else None for value in values),
+            tuple(None if isinstance(value, _Marker) else value for value in values),
             tuple(compiled._bind_processors.get(name) for name in names),
             _DriverRead(sql, processors),
         )
     if len(_DRIVER_SELECTS) >= _MAX_DRIVER_SELECTS:
         _DRIVER_SELECTS.clear()
+        _TEMPLATES.clear()
     _DRIVER_SELECTS[key] = made
     return made
 
@@ -280,19 +354,47 @@ def _on_driver(awaitable: Any) -> Any:
         raise BrokenConnection() from exc
 
 
-def _select_on_driver(engine: Engine, statement: Select[Any]) -> Sequence[Sequence[Any]] | None:
+def _select_on_driver(
+    engine: Engine, model: type[Any], statement: Select[Any] | Template, columns: Sequence[Any]
+) -> Sequence[Sequence[Any]] | None:
     """The rows, or None when this statement takes SQLAlchemy's execution."""
-    cache_key = statement._generate_cache_key()
+    driver = engine.dialect.driver
+    template: Template | None = None
+    parameters: Sequence[BindParameter[Any]] = ()
+    if isinstance(statement, Template):
+        template = statement
+        remembered = _TEMPLATES.get((driver, template.key)) if template.key is not None else None
+        if remembered is not None:  # built before: only its values change
+            cache_key_key, order = remembered
+            select = _DRIVER_SELECTS.get((driver, cache_key_key))
+            if select is not None:
+                return _fetch_on_driver(engine, select, [template.values[i] for i in order])
+        statement, columns, parameters = template.build()
+    selected = _selecting(statement, _shape(model), columns)
+    cache_key = selected._generate_cache_key()
     if cache_key is None:
         return None
+    if template is not None and template.key is not None:
+        _remember(driver, template.key, cache_key, parameters)
+    values = [parameter.effective_value for parameter in cache_key.bindparams]
+    return _fetch_on_driver(engine, (selected, cache_key), values)
+
+
+def _fetch_on_driver(
+    engine: Engine, select: _DriverSelect | tuple[Select[Any], Any], values: Sequence[Any]
+) -> Sequence[Sequence[Any]] | None:
+    """The rows of `select` (or of a statement and its cache key, compiled here once) with
+    `values`, its cache key's parameters; None when it takes SQLAlchemy's execution."""
     connection = engine.pool.connect()  # a failed checkout is raised as the engine would
     try:
         driver_connection: Any = connection.driver_connection
-        select = _driver_select(statement, cache_key, engine.dialect, driver_connection)
-        if select is None:
-            return None
-        parameters = select.parameters(cache_key.bindparams)
-        records = _on_driver(driver_connection.fetch(select.sql, *parameters))
+        if not isinstance(select, _DriverSelect):
+            statement, cache_key = select
+            compiled = _driver_select(statement, cache_key, engine.dialect, driver_connection)
+            if compiled is None:
+                return None
+            select = compiled
+        records = _on_driver(driver_connection.fetch(select.sql, *select.parameters(values)))
     except BaseException as exc:
         if not isinstance(exc, Exception) or isinstance(
             exc, (BrokenConnection, TimeoutError, asyncio.TimeoutError)
@@ -302,6 +404,19 @@ def _select_on_driver(engine: Engine, statement: Select[Any]) -> Sequence[Sequen
     finally:
         connection.close()
     return [select.result.process(record) for record in records]
+
+
+def _remember(
+    driver: str, key: Hashable, cache_key: Any, parameters: Sequence[BindParameter[Any]]
+) -> None:
+    """Which of a template's values each parameter of its statement's cache key is; a template
+    whose statement has a parameter it did not name is not remembered (built every time)."""
+    if len(_TEMPLATES) >= _MAX_DRIVER_SELECTS:
+        _TEMPLATES.clear()
+    index = {id(parameter): i for i, parameter in enumerate(parameters)}
+    order = [index.get(id(parameter)) for parameter in cache_key.bindparams]
+    known = None if None in order else (cache_key.key, tuple(i for i in order if i is not None))
+    _TEMPLATES[driver, key] = known
 
 
 def _row_on_engine(engine: Engine, model: type[Any], id: int) -> Sequence[Any] | None:

@@ -70,20 +70,20 @@ class BodyGate:
         self, routers: Iterable[tuple[APIRouter, str]], app_routes: Sequence[BaseRoute]
     ) -> None:
         self._prefixed = [
-            (prefix, route, tuple(checks_of(route)))
+            (prefix, [(route, tuple(checks_of(route))) for route in router.routes])
             for router, prefix in routers
-            for route in router.routes
         ]
         self._app_routes = app_routes
 
     def judge(self, scope: Scope) -> Admitted | Refused | None:
         """None: no route serves this request in full (the body need not be read)."""
         path: str = scope["path"]
-        for prefix, route, checks in self._prefixed:
+        for prefix, routes in self._prefixed:
             if path.startswith(prefix):
                 unprefixed = {**scope, "path": path[len(prefix) :], "root_path": ""}
-                if route.matches(unprefixed)[0] is Match.FULL:
-                    return run_checks(checks, scope)
+                for route, checks in routes:
+                    if route.matches(unprefixed)[0] is Match.FULL:
+                        return run_checks(checks, scope)
         for route in self._app_routes:
             if isinstance(route, (Route, Mount)) and route.matches(scope)[0] is Match.FULL:
                 return run_checks(tuple(checks_of(route)), scope)
