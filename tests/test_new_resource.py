@@ -289,8 +289,10 @@ def test_generated_resource_passes_lint_and_the_whole_quick_suite(tmp_path: Path
             schema,
         )
 
-    # `make lint` (ruff and mypy over the whole copy) runs while the API is served. `-o`: the
-    # linked .venv is installed; its stamp is older than the copied files, do not reinstall.
+    # `make lint` (ruff and mypy over the whole copy) runs while the API is served and the
+    # quick suite runs: on two cores, side by side, the minutes of a cold mypy (a fresh clone's)
+    # overlap the suite's. `-o`: the linked .venv is installed; its stamp is older than the
+    # copied files, do not reinstall.
     lint = subprocess.Popen(
         ["make", "-s", "-o", ".venv/.installed", "lint"],
         cwd=project,
@@ -302,6 +304,17 @@ def test_generated_resource_passes_lint_and_the_whole_quick_suite(tmp_path: Path
     try:
         tokens = asyncio.run(make_users(make_settings(database_url)))
         check_the_api(project, database_url, tokens)
+        quick_suite = [
+            python,
+            "-m",
+            "pytest",
+            "-m",
+            "not processes",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ]
+        first = run_tests(project, env, [*quick_suite, f"--junitxml={tmp_path / 'suite.xml'}"])
         output, _ = lint.communicate(timeout=SUITE_TIMEOUT)
         assert lint.returncode == 0, output
     finally:
@@ -309,14 +322,12 @@ def test_generated_resource_passes_lint_and_the_whole_quick_suite(tmp_path: Path
             lint.kill()
             lint.wait()
 
-    quick_suite = [python, "-m", "pytest", "-m", "not processes", "-q", "-p", "no:cacheprovider"]
-    first = run_tests(project, env, [*quick_suite, f"--junitxml={tmp_path / 'suite.xml'}"])
     report = ElementTree.parse(tmp_path / "suite.xml").getroot()
     failed = [node_id(case) for case in report.iter("testcase") if failing(case)]
     if first.returncode != 0:
-        # The nested suite runs on a machine the outer one already loads: a test that timed out
-        # there (the fake Supabase not answering within its timeout) gets one more run; a real
-        # failure fails twice.
+        # The nested suite runs on a machine the outer one (and lint) already loads: a test that
+        # timed out there (the fake Supabase not answering within its timeout) gets one more
+        # run; a real failure fails twice.
         assert failed, f"{first.stdout[-6000:]}\n{first.stderr[-2000:]}"
         again = run_tests(project, env, [*quick_suite, *failed])
         assert again.returncode == 0, f"failed twice: {failed}\n{again.stdout[-6000:]}"
