@@ -400,18 +400,18 @@ async def test_a_list_s_statement_is_built_once_then_only_its_values_change(
         author.id: [p.id for p in await add_posts(app, author, 5, step=1)] for author in authors
     }
     built: list[int] = []
-    page_statement = pagination._page_statement
+    page_statement = pagination._PageQuery.build
 
-    def counted(*args: Any) -> Any:
+    def counted(query: Any) -> Any:
         built.append(1)
-        return page_statement(*args)
+        return page_statement(query)
 
     database = app.state.database
     key = cursor_key(TEST_SECRET)
     seen: dict[int, list[int]] = {}
     # From no template (another test's walk may have made these).
     with (
-        patch.object(pagination, "_page_statement", counted),
+        patch.object(pagination._PageQuery, "build", counted),
         patch.dict(rows._TEMPLATES, clear=True),
     ):
         for author in authors:

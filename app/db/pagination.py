@@ -143,12 +143,12 @@ async def paginate(
     # In a read session nothing will change the rows: a page of one model is read outside the
     # ORM (`app/db/rows.py`): about a third less CPU. The model's columns come first.
     model = _model_of(statement) if reads_detached(session) else None
+    query = _PageQuery(statement, order, columns, params.limit, position, after)
     rows: Sequence[tuple[Any, Sequence[Any]]]
     if model is not None:
-        template = _page_template(statement, order, columns, params.limit, position, after)
-        rows = await select_detached(session, model, template)
+        rows = await select_detached(session, model, query.template())
     else:
-        page, _ = _page_statement(statement, order, columns, params.limit, position, after)
+        page, _ = query.build()
         added = (*keys, _total_of(statement, keys[-1]))
         rows = [
             (row[0], row[1:]) for row in (await session.execute(page.add_columns(*added))).all()
@@ -170,59 +170,57 @@ async def paginate(
     return Page(items, total, params.limit, position, next_cursor)
 
 
-def _page_statement(
-    statement: Select[Any],
-    order: Order,
-    columns: list[tuple[ColumnElement[Any], bool]],
-    limit: int,
-    position: int,
-    after: list[Any] | None,
-) -> tuple[Select[Any], list[BindParameter[Any]]]:
-    """The page's statement (without the total), and the parameters it adds to `statement`'s:
-    the cursor's values, the limit (one row more than the page, to know if there is a next),
-    the offset."""
-    page = statement.order_by(*order)
-    parameters: list[BindParameter[Any]] = []
-    if after is not None:
-        bounds = [
-            literal(value, column.type) for (column, _), value in zip(columns, after, strict=True)
-        ]
-        parameters += bounds
-        page = page.where(_after(columns, bounds))
-    elif position:
-        parameters.append(offset := bindparam("page_offset", position, Integer, unique=True))
-        page = page.offset(offset)
-    parameters.append(rows := bindparam("page_rows", limit + 1, Integer, unique=True))
-    return page.limit(rows), parameters
+@dataclass(frozen=True)
+class _PageQuery:
+    """What a page reads: `statement`'s rows in `order` (`columns`: its terms, each a column and
+    whether it descends), `limit` + 1 of them (to know if there is a next page) after the
+    cursor's values `after`, or from `position`."""
 
+    statement: Select[Any]
+    order: Order
+    columns: list[tuple[ColumnElement[Any], bool]]
+    limit: int
+    position: int
+    after: list[Any] | None
 
-def _page_template(
-    statement: Select[Any],
-    order: Order,
-    columns: list[tuple[ColumnElement[Any], bool]],
-    limit: int,
-    position: int,
-    after: list[Any] | None,
-) -> Template:
-    """The page's statement as a `rows.Template`: built once per list, filter and kind of page
-    (first, by cursor, by offset); then only its values change. Its key is the cache key of
-    `statement` in `order` (the list and its filters, their values apart)."""
-    ordered = statement.order_by(*order)
-    shape = ordered._generate_cache_key()
-    kind = "cursor" if after is not None else "offset" if position else "first"
-    own = shape.bindparams if shape is not None else []
-    values = [parameter.effective_value for parameter in own]
-    values += after or ([position] if position else [])
-    values += [limit + 1, MAX_TOTAL + 1]
+    def build(self) -> tuple[Select[Any], list[BindParameter[Any]]]:
+        """The page's statement (without the total), and the parameters it adds to
+        `statement`'s: the cursor's values, the offset, the limit."""
+        page = self.statement.order_by(*self.order)
+        parameters: list[BindParameter[Any]] = []
+        if self.after is not None:
+            bounds = [
+                literal(value, column.type)
+                for (column, _), value in zip(self.columns, self.after, strict=True)
+            ]
+            parameters += bounds
+            page = page.where(_after(self.columns, bounds))
+        elif self.position:
+            offset = bindparam("page_offset", self.position, Integer, unique=True)
+            parameters.append(offset)
+            page = page.offset(offset)
+        parameters.append(rows := bindparam("page_rows", self.limit + 1, Integer, unique=True))
+        return page.limit(rows), parameters
 
-    def build() -> tuple[Select[Any], Sequence[Any], Sequence[BindParameter[Any]]]:
-        page, parameters = _page_statement(statement, order, columns, limit, position, after)
-        keys = [column for column, _ in columns]
-        added = (*keys, _total_of(statement, keys[-1]))
-        return page, added, [*own, *parameters, _MAX_COUNTED]
+    def template(self) -> Template:
+        """The page's statement as a `rows.Template`: built once per list, filter and kind of
+        page (first, by cursor, by offset); then only its values change. Its key is the cache
+        key of `statement` in `order` (the list and its filters, their values apart)."""
+        shape = self.statement.order_by(*self.order)._generate_cache_key()
+        kind = "cursor" if self.after is not None else "offset" if self.position else "first"
+        own = shape.bindparams if shape is not None else []
+        values = [parameter.effective_value for parameter in own]
+        values += self.after or ([self.position] if self.position else [])
+        values += [self.limit + 1, MAX_TOTAL + 1]
 
-    # Without a cache key (a construct SQLAlchemy cannot cache): built every time.
-    return Template(None if shape is None else (kind, shape.key), values, build)
+        def build() -> tuple[Select[Any], Sequence[Any], Sequence[BindParameter[Any]]]:
+            page, parameters = self.build()
+            keys = [column for column, _ in self.columns]
+            added = (*keys, _total_of(self.statement, keys[-1]))
+            return page, added, [*own, *parameters, _MAX_COUNTED]
+
+        # Without a cache key (a construct SQLAlchemy cannot cache): built every time.
+        return Template(None if shape is None else (kind, shape.key), values, build)
 
 
 def _model_of(statement: Select[Any]) -> type[Any] | None:
@@ -259,7 +257,7 @@ def _after(columns: list[tuple[ColumnElement[Any], bool]], bounds: list[Any]) ->
     return or_(*clauses)
 
 
-# The most rows a total counts, a parameter of its own (a template's value: `_page_template`).
+# The most rows a total counts, a parameter of its own (a template's value: `_PageQuery.template`).
 _MAX_COUNTED = bindparam("max_counted", MAX_TOTAL + 1, Integer, unique=True)
 
 
