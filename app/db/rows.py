@@ -13,12 +13,12 @@ compiled by SQLAlchemy once per shape.
   read costs about a quarter of the ORM's (docs/performance.md).
 - `read_detached(database, Model, id)`: the same read where there is no session (the caller's
   read, `app/authentication.py`).
-- `select_detached(session, Model, statement, *added)`: the rows of a read session's SELECT of
-  one model (a page of a list, `app/db/pagination.py`), the objects built detached, with the
-  values of the columns `added`. On asyncpg the statement, compiled by SQLAlchemy once per shape
-  (its cache key), runs on asyncpg's own connection: SQLAlchemy's ORM execution of a page of 20
-  cost about 3 × the driver's fetch (docs/performance.md). Given a `Template` instead, the
-  statement itself is built only the first time: after that only its values change.
+- `select_detached(session, Model, template)`: the rows of a read session's SELECT of one
+  model (a page of a list, `app/db/pagination.py`), the objects built detached, with the
+  values of the columns it adds. The statement is a `Template`: built only the first time,
+  after that only its values change. On asyncpg it is compiled by SQLAlchemy once per shape
+  (its cache key) and runs on asyncpg's own connection: SQLAlchemy's ORM execution of a page
+  of 20 cost about 3 × the driver's fetch (docs/performance.md).
 - `autocommit(session)`: said by a use case that is one statement, before that statement: it
   runs outside a transaction, one round trip (not BEGIN, statement, COMMIT). A use case of
   several statements does not say it, and keeps them in one transaction.
@@ -229,15 +229,11 @@ class Template:
 
 
 async def select_detached(
-    session: AsyncSession,
-    model: type[ModelT],
-    statement: Select[Any] | Template,
-    *added: Any,
+    session: AsyncSession, model: type[ModelT], template: Template
 ) -> list[tuple[ModelT, Sequence[Any]]]:
-    """Each row of `statement` (a SELECT of one `model`, filtered and ordered as the caller
-    likes) with the columns `added` after the model's, or of a `Template` of one (its own
-    `added`): the `model` object, detached, and the values of `added`. For read sessions only
-    (`reads_detached`)."""
+    """Each row of the template's statement (a SELECT of one `model`, filtered and ordered as
+    the caller likes) with the columns it adds after the model's: the `model` object,
+    detached, and the values of the added columns. For read sessions only (`reads_detached`)."""
     shape = _shape(model)
     width = len(shape.attribute_names)
     database = Database.of(session)
@@ -245,14 +241,12 @@ async def select_detached(
     if database is not None and database.reads_on_driver:
         sync_engine = database.autocommit_engine.sync_engine
         try:
-            rows = await greenlet_spawn(_select_on_driver, sync_engine, model, statement, added)
+            rows = await greenlet_spawn(_select_on_driver, sync_engine, model, template)
         except BrokenConnection as exc:
             _warn_read_again(f"{model.__name__} rows", exc)
     if rows is None:
-        columns: Sequence[Any] = added
-        if isinstance(statement, Template):
-            statement, columns, _ = statement.build()
-        rows = (await session.execute(_selecting(statement, shape, columns))).all()
+        statement, added, _ = template.build()
+        rows = (await session.execute(_selecting(statement, shape, added))).all()
     return [(shape.build(model, row[:width]), row[width:]) for row in rows]
 
 
@@ -281,17 +275,14 @@ class _DriverSelect:
 
     def parameters(self, values: Sequence[Any]) -> list[Any]:
         """The driver's `$n` values from `values`, those of the cache key's parameters."""
-        return [
-            constant
-            if position is None
-            else values[position]
-            if process is None
-            # The value of a parameter, as SQLAlchemy's execution would send it.
-            else process(values[position])
-            for position, constant, process in zip(
-                self.positions, self.constants, self.bind_processors, strict=True
-            )
-        ]
+        parameters = []
+        for position, constant, process in zip(
+            self.positions, self.constants, self.bind_processors, strict=True
+        ):
+            value = constant if position is None else values[position]
+            # Through its bind processor, as SQLAlchemy's execution sends it.
+            parameters.append(value if process is None else process(value))
+        return parameters
 
 
 _DRIVER_SELECTS: dict[tuple[str, Any], _DriverSelect | None] = {}
@@ -355,26 +346,22 @@ def _on_driver(awaitable: Any) -> Any:
 
 
 def _select_on_driver(
-    engine: Engine, model: type[Any], statement: Select[Any] | Template, columns: Sequence[Any]
+    engine: Engine, model: type[Any], template: Template
 ) -> Sequence[Sequence[Any]] | None:
     """The rows, or None when this statement takes SQLAlchemy's execution."""
     driver = engine.dialect.driver
-    template: Template | None = None
-    parameters: Sequence[BindParameter[Any]] = ()
-    if isinstance(statement, Template):
-        template = statement
-        remembered = _TEMPLATES.get((driver, template.key)) if template.key is not None else None
-        if remembered is not None:  # built before: only its values change
-            cache_key_key, order = remembered
-            select = _DRIVER_SELECTS.get((driver, cache_key_key))
-            if select is not None:
-                return _fetch_on_driver(engine, select, [template.values[i] for i in order])
-        statement, columns, parameters = template.build()
-    selected = _selecting(statement, _shape(model), columns)
+    remembered = _TEMPLATES.get((driver, template.key)) if template.key is not None else None
+    if remembered is not None:  # built before: only its values change
+        cache_key_key, order = remembered
+        select = _DRIVER_SELECTS.get((driver, cache_key_key))
+        if select is not None:
+            return _fetch_on_driver(engine, select, [template.values[i] for i in order])
+    statement, added, parameters = template.build()
+    selected = _selecting(statement, _shape(model), added)
     cache_key = selected._generate_cache_key()
     if cache_key is None:
         return None
-    if template is not None and template.key is not None:
+    if template.key is not None:
         _remember(driver, template.key, cache_key, parameters)
     values = [parameter.effective_value for parameter in cache_key.bindparams]
     return _fetch_on_driver(engine, (selected, cache_key), values)
