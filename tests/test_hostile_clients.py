@@ -28,10 +28,10 @@ from multiprocessing import get_context
 import httpx
 import pytest
 
-from app.db.database import open_session
+from app.db.database import Database, open_session
 from app.models.user import User
 from app.supabase.fake import FakeSupabase
-from tests.conftest import PostgresServer, make_settings, migrate
+from tests.conftest import PostgresServer, delete_all_rows, make_settings, migrate
 from tests.processes import RunningServer, running_server
 from tests.tokens import token_for
 
@@ -228,7 +228,14 @@ async def run_under_attack(database_url: str, *extra: str) -> str:
 
 
 async def test_an_attacker_does_not_stop_others_writes(database_url: str) -> None:
-    await run_under_attack(database_url)
+    try:
+        await run_under_attack(database_url)
+    finally:  # the session's database: the next test expects it empty
+        database = Database(make_settings(database_url))
+        try:
+            await delete_all_rows(database)
+        finally:
+            await database.dispose()
 
 
 async def test_nor_with_two_workers(postgres_server: PostgresServer) -> None:

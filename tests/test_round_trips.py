@@ -134,6 +134,8 @@ async def one_connection_app(database_url: str, statements: Statements) -> Async
         )
         application = create_app(settings)
         async with application.router.lifespan_context(application):
+            # The test counts rows: whatever an earlier test on this session's database left.
+            await delete_all_rows(application.state.database)
             try:
                 yield application
             finally:
