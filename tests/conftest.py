@@ -45,6 +45,7 @@ ADMIN_PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 _postgres_skip_reason: list[str] = []
+POSTGRES_SKIPPED = ": PostgreSQL half skipped"
 
 # A suite started in the background (`nohup … &`, `&` in a script without job control) inherits
 # SIGINT ignored, and so would every process its tests start: a test that stops one with SIGINT
@@ -139,10 +140,26 @@ def postgres_server() -> PostgresServer:
         reason = f"PostgreSQL at {ADMIN_PG_URL} is not reachable: {cause}"
         if IN_CI:
             pytest.fail(f"{reason}; CI=true requires the PostgreSQL tests to run")
-        if not _postgres_skip_reason:
-            _postgres_skip_reason.append(reason)
-        pytest.skip(f"{reason}: PostgreSQL half skipped")
+        pytest.skip(f"{reason}{POSTGRES_SKIPPED}")
     return PostgresServer(ADMIN_PG_URL)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked `minutes` first (in order otherwise): `make test` hands out whole files
+    in collection order to its processes, and one that started such a test last would run it
+    alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("minutes") is None)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keeps the reason of the first test skipped for want of PostgreSQL, for the banner. From
+    the reports, not the fixture: under `make test` (pytest-xdist) the fixture runs in worker
+    processes, and only their reports reach the process that writes the summary."""
+    if _postgres_skip_reason or not report.skipped or not isinstance(report.longrepr, tuple):
+        return
+    message = report.longrepr[2].removeprefix("Skipped: ")
+    if message.endswith(POSTGRES_SKIPPED):
+        _postgres_skip_reason.append(message.removesuffix(POSTGRES_SKIPPED))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

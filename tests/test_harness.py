@@ -14,7 +14,8 @@ from tests.conftest import PROJECT_ROOT
 pytestmark = pytest.mark.processes  # the slow part of the suite: `make test-quick` leaves it out
 
 
-def test_skip_banner_gives_the_whole_reason_and_the_right_hint() -> None:
+@pytest.mark.parametrize("processes", [[], ["-n", "2"]], ids=["one-process", "as-make-test"])
+def test_skip_banner_gives_the_whole_reason_and_the_right_hint(processes: list[str]) -> None:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -29,6 +30,7 @@ def test_skip_banner_gives_the_whole_reason_and_the_right_hint() -> None:
             "-q",
             "-p",
             "no:cacheprovider",
+            *processes,
             "tests/test_posts_api.py::test_body_defaults_to_empty",
         ],
         cwd=PROJECT_ROOT,

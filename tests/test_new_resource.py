@@ -240,6 +240,7 @@ def clone_project(destination: Path) -> Path:
 
 
 @pytest.mark.processes
+@pytest.mark.minutes
 def test_generated_resource_passes_lint_and_the_whole_quick_suite(tmp_path: Path) -> None:
     """The contract's steps in a copy of the project, with no hand edit: `new-resource`,
     `migrate -m`, `upgrade`; the API serves it; then `make lint` and the whole quick suite
