@@ -58,10 +58,7 @@ def create_app(
     )
     app.state.settings = settings
     api_docs.install(app)
-    # The app's own routes (/openapi.json, the docs and their assets), outside the routers.
-    own_routes = list(app.router.routes)
-    routers = include_routers(app, settings)
-    route_templates = RouteTemplates(routers, own_routes=own_routes)
+    include_routers(app, settings)
     install_admin(app, settings)  # /admin, for superusers (app/admin/)
     document_common_errors(app)
     install_exception_handlers(app)
@@ -72,7 +69,7 @@ def create_app(
     app.add_middleware(
         RequestLimitsMiddleware,
         body_limits=body_limits(settings),
-        body_gate=BodyGate(routers, app.router.routes),
+        body_gate=BodyGate(app.router.routes),
         allowed_hosts=settings.ALLOWED_HOSTS,
     )
     # Outermost, one layer: every answer (CORS refusals, 4xx from the limits, the last-resort
@@ -82,7 +79,7 @@ def create_app(
     docs_paths = (*api_docs.PATHS, app.openapi_url)
     app.add_middleware(
         RequestContextMiddleware,
-        route_templates=route_templates,
+        route_templates=RouteTemplates(app.router.routes),
         docs_paths=docs_paths,
         metrics=HttpMetrics() if settings.METRICS_ENABLED else None,
         cors={

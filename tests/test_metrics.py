@@ -124,6 +124,27 @@ async def test_the_docs_have_routes_of_their_own(client: httpx.AsyncClient) -> N
     assert after.get(REQUESTS, **assets) - before.get(REQUESTS, **assets) == 2
 
 
+@one_database
+async def test_the_admin_site_is_counted_under_its_mount(client: httpx.AsyncClient) -> None:
+    """Its pages are routes of its own app, relative to `/admin`: counted as `/admin/{path}`,
+    not under their own templates (its `/` was counted as the API's `GET /`)."""
+    before = await scrape(client)
+    for path in ("/admin/", "/admin/login"):
+        assert (await client.get(path)).status_code in (200, 302)
+    after = await scrape(client)
+    admin = after.label_values(REQUESTS, "route") - before.label_values(REQUESTS, "route")
+    counted = sum(
+        after.get(REQUESTS, method="GET", route="/admin/{path}", status=status)
+        - before.get(REQUESTS, method="GET", route="/admin/{path}", status=status)
+        for status in ("200", "302")
+    )
+    assert counted == 2, admin
+    root = {"method": "GET", "route": "/"}
+    assert sum(after.get(REQUESTS, **root, status=s) for s in ("200", "302")) == sum(
+        before.get(REQUESTS, **root, status=s) for s in ("200", "302")
+    )
+
+
 async def test_requests_answered_before_routing_still_name_their_route(
     client: httpx.AsyncClient,
 ) -> None:

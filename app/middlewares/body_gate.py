@@ -19,11 +19,10 @@ included) is gated without listing anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from fastapi import APIRouter
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
@@ -61,33 +60,27 @@ class Refused:
 
 
 class BodyGate:
-    """`routers`: the (router, prefix) pairs the app includes (`app/router.py`); `app_routes`:
-    the app's own route list (docs, mounts such as an admin site), read as it is at each
-    request. FastAPI keeps an included router as one entry of the app's list, so its routes are
-    matched here as `RouteTemplates` matches them: the prefix taken off the path."""
+    """`routes`: the app's route list (every route of the API is on it, with its whole path:
+    `app/router.py`; and the docs, mounts such as an admin site), read as it is at each
+    request. Each route's checks are found once, the first time it serves."""
 
-    def __init__(
-        self, routers: Iterable[tuple[APIRouter, str]], app_routes: Sequence[BaseRoute]
-    ) -> None:
-        self._prefixed = [
-            (prefix, [(route, tuple(checks_of(route))) for route in router.routes])
-            for router, prefix in routers
-        ]
-        self._app_routes = app_routes
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._routes = routes
+        # By id (a route is not hashable), the route kept with them: its id stays its own.
+        self._checks: dict[int, tuple[BaseRoute, tuple[ChecksBeforeBody, ...]]] = {}
 
     def judge(self, scope: Scope) -> Admitted | Refused | None:
         """None: no route serves this request in full (the body need not be read)."""
-        path: str = scope["path"]
-        for prefix, routes in self._prefixed:
-            if path.startswith(prefix):
-                unprefixed = {**scope, "path": path[len(prefix) :], "root_path": ""}
-                for route, checks in routes:
-                    if route.matches(unprefixed)[0] is Match.FULL:
-                        return run_checks(checks, scope)
-        for route in self._app_routes:
+        for route in self._routes:
             if isinstance(route, (Route, Mount)) and route.matches(scope)[0] is Match.FULL:
-                return run_checks(tuple(checks_of(route)), scope)
+                return run_checks(self._checks_of(route), scope)
         return None
+
+    def _checks_of(self, route: BaseRoute) -> tuple[ChecksBeforeBody, ...]:
+        known = self._checks.get(id(route))
+        if known is None:
+            known = self._checks[id(route)] = (route, tuple(checks_of(route)))
+        return known[1]
 
 
 def run_checks(checks: tuple[ChecksBeforeBody, ...], scope: Scope) -> Admitted | Refused:

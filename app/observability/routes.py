@@ -3,9 +3,8 @@ log fields name routes, never raw paths (each id would make a series of its own)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
-from fastapi import APIRouter
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
@@ -15,40 +14,35 @@ UNMATCHED = "unmatched"
 
 
 class RouteTemplates:
-    """The full template of each route of an app. FastAPI puts the route in the scope as its
-    router declares it (`/posts/{post_id}`), without the prefix it was included with: the
-    prefixes come from the (router, prefix) pairs the app includes (`app/router.py`)."""
+    """The template of the route each request reached, from the app's route list `routes`
+    (every route of the API is on it, with its whole path: `app/router.py`). A route inside a
+    mount (the admin site's pages) is named by its mount (`/admin/{path}`): its own template is
+    relative to the mount, and what is behind a mount is its own business."""
 
-    def __init__(
-        self, routers: Iterable[tuple[APIRouter, str]], own_routes: Iterable[BaseRoute] = ()
-    ) -> None:
-        """`own_routes`: routes of the app itself, outside the routers (Swagger UI, ReDoc, the
-        schema and their assets): plain Starlette routes, which put no route in the scope."""
-        self._prefixed = [(prefix, route) for router, prefix in routers for route in router.routes]
-        self._prefixed += [("", route) for route in own_routes]
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._routes = routes  # read as it is at each request that needs the walk
+        # The routes there now, by id (a route is not hashable), kept with their template.
         self._templates = {
-            id(route): prefix + template
-            for prefix, route in self._prefixed
+            id(route): (route, template)
+            for route in routes
             if isinstance(template := getattr(route, "path_format", None), str)
         }
 
     def of(self, scope: Scope) -> str:
         route: BaseRoute | None = scope.get("route")
-        if route is None:
-            return self._matching(scope)
-        template = self._templates.get(id(route))
-        if template is None:  # a route of the app itself (/docs...): its path is whole
-            template = getattr(route, "path_format", UNMATCHED)
-        return template
+        known = self._templates.get(id(route))
+        if known is not None and known[0] is route:
+            return known[1]
+        return self._matching(scope)
 
     def _matching(self, scope: Scope) -> str:
-        """The template of the route the path leads to, for a request answered before routing
-        (rare: this walks the routes)."""
-        path: str = scope["path"]
-        for prefix, route in self._prefixed:
-            if not path.startswith(prefix):
-                continue
-            match, _ = route.matches({**scope, "path": path[len(prefix) :], "root_path": ""})
-            if match is not Match.NONE:
-                return self._templates.get(id(route), UNMATCHED)
+        """The template of the route the path leads to, for a request that put no route of the
+        app's list in the scope (answered before routing, a plain route such as the docs', a
+        page inside a mount): this walks the routes."""
+        # As the app's router saw it: a mount changes `root_path` in the scope for its app.
+        app_scope = {**scope, "root_path": scope.get("app_root_path", scope.get("root_path", ""))}
+        for route in self._routes:
+            if route.matches(app_scope)[0] is not Match.NONE:
+                template: str = getattr(route, "path_format", UNMATCHED)
+                return template
         return UNMATCHED
