@@ -232,6 +232,18 @@ async def test_no_body_is_read_or_held_for_a_request_that_cannot_succeed(
         assert status == 404
 
 
+async def test_the_gate_remembers_a_route_only_for_a_path_without_ids(database_url: str) -> None:
+    """The gate remembers the route of a fixed path (not walked again: same answers), never one
+    with an id in it: ids a client makes up make nothing grow."""
+    async with limited_app(database_url) as application:
+        for n in range(1, 51):
+            for path in ("/api/v1/users/me", f"/api/v1/posts/{n}", "/no/such/path"):
+                status, _, _ = await call(application, never_read, 10, path=path, method="PATCH")
+                assert status == (404 if path == "/no/such/path" else 401), path
+        gate = limits_of(application).gate
+        assert list(gate._fixed) == [("PATCH", "/api/v1/users/me")]
+
+
 def limits_of(application: FastAPI) -> Any:
     """The app's RequestLimitsMiddleware instance (built on the first request)."""
     from app.middlewares.request_limits import RequestLimitsMiddleware
