@@ -1,7 +1,7 @@
 """Every route module is registered here, with its prefix: the one place that lists the API,
 and that names its operations for the OpenAPI schema.
 
-Each router's routes are copied into the app's own route list (`add_routes`), not included
+Each router's routes are copied into the app's own route list (`add_route`), not included
 with `app.include_router`: FastAPI (0.16x) keeps an included router as one entry of the app's
 list, which it walks on every request (the router that serves it twice), with bookkeeping for
 each candidate route. That cost `PATCH /api/v1/users/me` ~70 µs of its ~1,450 in the profile,
@@ -71,7 +71,10 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     for router, prefix in routers_for(settings):
         for route in router.routes:
             if not isinstance(route, APIRoute):
-                raise TypeError(f"{route!r} in {prefix or '/'}: only APIRoute is copied")
+                raise TypeError(
+                    f"{route!r} (under {prefix or '/'}): a router of app/router.py holds only "
+                    "FastAPI routes (@router.get(...) and the like)"
+                )
             check_tagged(route)
             add_route(app, route, prefix)
 
