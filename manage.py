@@ -129,7 +129,7 @@ def run(
             access_log=False,  # app.middlewares logs one line per request, with its request id
             log_level=settings.LOG_LEVEL.lower(),
             proxy_headers=True,
-            http="app.server:HttpProtocol",  # uvicorn's httptools protocol, fixed (see there)
+            http="app.http_protocol:HttpProtocol",  # uvicorn's httptools protocol, fixed
             timeout_graceful_shutdown=20,
             **options,
         )

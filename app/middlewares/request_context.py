@@ -90,7 +90,7 @@ class RequestContextMiddleware:
     one whose client left first: logged as 499, whatever status the app meant to send, and
     counted so in the metrics when its answer could not even start. The client left when
     `receive` says so, or when a `send` raises `ClientDisconnect` (the server found the
-    connection gone: app/server.py).
+    connection gone: app/http_protocol.py).
 
     `metrics`: where requests are counted (None: they are not). `cors`: `CORSMiddleware`'s
     options (None: no CORS handling at all)."""
