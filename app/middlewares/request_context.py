@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.fields import CONTROL_CHARACTERS
-from app.logging import RequestLogContext, request_log_context
+from app.logging import AccessRecord, RequestLogContext, request_log_context
 from app.middlewares.security_headers import DocsPaths, with_security_headers
 from app.observability.http_metrics import HttpMetrics
 from app.observability.routes import RouteTemplates
@@ -183,28 +183,9 @@ class RequestContextMiddleware:
 
     @staticmethod
     def log_access(scope: Scope, route: str, status: int, duration_ms: float, rid: str) -> None:
-        """The access line. Its record is made and handled directly: `Logger.info` would also
-        look up the caller's file and line in the stack, which no format prints, on every
-        request."""
-        if not access_logger.isEnabledFor(logging.INFO):
-            return
-        path = loggable_path(scope)
-        method = scope["method"]
-        # The path only: query strings may carry tokens.
-        record = access_logger.makeRecord(
-            access_logger.name,
-            logging.INFO,
-            __file__,
-            0,
-            "%s %s %d %.1fms rid=%s",
-            (method, path, status, duration_ms, rid),
-            None,
-            extra={
-                "method": method,
-                "route": route,
-                "path": path,
-                "status": status,
-                "duration_ms": round(duration_ms, 1),
-            },
-        )
-        access_logger.handle(record)
+        """The access line (`AccessRecord`: made without `Logger.makeRecord`'s per-record work).
+        The path only: query strings may carry tokens."""
+        if access_logger.isEnabledFor(logging.INFO):
+            access_logger.handle(
+                AccessRecord(scope["method"], route, loggable_path(scope), status, duration_ms, rid)
+            )
