@@ -111,6 +111,7 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__()
         self.waiting: list[str] = []
+        self.waiting_on: asyncio.AbstractEventLoop | None = None  # whose turn will write them
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -121,8 +122,11 @@ class BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.stream.write(line)
                 self.stream.flush()
                 return
+            if self.waiting and loop is not self.waiting_on:
+                self.flush()  # another loop's lines: that loop may never turn again
             if not self.waiting:
                 loop.call_soon(self.flush)
+                self.waiting_on = loop
             self.waiting.append(line)
         except RecursionError:
             raise

@@ -86,3 +86,24 @@ def test_outside_an_event_loop_a_line_is_written_at_once() -> None:
     handler, stream = batched_handler()
     handler.handle(record("from the CLI"))
     assert stream.getvalue() == "from the CLI\n"
+
+
+def test_lines_left_by_a_loop_that_stopped_are_written_by_the_next_one() -> None:
+    handler, stream = batched_handler()
+
+    async def log(message: str) -> None:
+        handler.handle(record(message))
+
+    def log_and_stop() -> None:
+        handler.handle(record("first"))  # its write is due on the next turn, never taken
+        stopped.stop()
+
+    stopped = asyncio.new_event_loop()
+    try:
+        stopped.call_soon(log_and_stop)
+        stopped.run_forever()
+    finally:
+        stopped.close()
+    assert stream.getvalue() == ""
+    asyncio.run(log("second"))
+    assert stream.getvalue() == "first\nsecond\n"
