@@ -149,15 +149,27 @@ def cpu_times() -> tuple[float, float]:
 
 
 def process_cpu_seconds(pids: list[int]) -> float:
+    return sum(cpu_seconds_by_pid(pids).values())
+
+
+def cpu_seconds_by_pid(pids: list[int]) -> dict[int, float]:
+    """CPU seconds each process has used so far (processes already gone are left out)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    seconds = {}
     for pid in pids:
         try:
             parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total += (int(parts[11]) + int(parts[12])) / ticks
-    return total
+        seconds[pid] = (int(parts[11]) + int(parts[12])) / ticks
+    return seconds
+
+
+def cpu_used_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two readings by the processes alive at the second: a process
+    that started in between counts whole (the API's pool opens its overflow connections, new
+    PostgreSQL backends, once wrk starts), one gone by then is not subtracted."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def descendants(pid: int) -> list[int]:
@@ -633,9 +645,8 @@ class Bench:
         if self.pinned:
             command = ["taskset", "-c", LOAD_CPU, *command]
         server_pids = descendants(process.pid)
-        pg_pids = postgres_pids()
         server0 = process_cpu_seconds(server_pids)
-        pg0 = process_cpu_seconds(pg_pids)
+        pg0 = cpu_seconds_by_pid(postgres_pids())
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy0, total0 = cpu_times()
         started = time.monotonic()
@@ -644,7 +655,7 @@ class Bench:
         busy1, total1 = cpu_times()
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         server_cpu = process_cpu_seconds(server_pids) - server0
-        pg_cpu = process_cpu_seconds(pg_pids) - pg0
+        pg_cpu = cpu_used_between(pg0, cpu_seconds_by_pid(postgres_pids()))
         wrk_cpu = (children1.ru_utime - children0.ru_utime) + (
             children1.ru_stime - children0.ru_stime
         )
