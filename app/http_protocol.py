@@ -15,8 +15,8 @@ The watching `send` is handed to the app, never stored on uvicorn's request cycl
 holding a function that holds the cycle is a reference cycle, and it kept each request's objects
 (scope, headers, answer: 24 objects a request) alive until the garbage collector, which
 app/server.py runs rarely, found them. That cost `GET /` about 11 µs a request over HTTP
-(docs/performance.md, 2026-12-08); `tests/test_request_garbage.py` keeps every request free of
-cycles.
+(docs/performance.md, "2026-12-08, later"); `tests/test_request_garbage.py` keeps every
+request free of cycles.
 """
 
 from __future__ import annotations
